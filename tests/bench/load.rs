@@ -32,6 +32,9 @@ pub(crate) struct LoadShape {
     /// Recorded.
     #[serde(with = "seconds")]
     pub(crate) duration: Duration,
+    /// At most this many requests a second in all, evenly paced over the tasks; `None`: each
+    /// task sends as soon as its previous request is answered.
+    pub(crate) rate: Option<f64>,
 }
 
 impl LoadShape {
@@ -202,14 +205,28 @@ pub(crate) async fn run<W: Workload>(
     let recording_from = started + shape.warmup;
     let until = recording_from + shape.duration;
     let mut tasks = tokio::task::JoinSet::new();
+    // Paced: each task sends every `pace`, the tasks' turns staggered over one pace.
+    let concurrency = shape.concurrency().max(1);
+    let pace = shape
+        .rate
+        .filter(|rate| *rate > 0.0)
+        .map(|rate| Duration::from_secs_f64(concurrency as f64 / rate));
     for (index, channel) in channels.iter().enumerate() {
         for slot in 0..shape.in_flight {
-            let mut workload = workload(index * shape.in_flight + slot);
+            let task = index * shape.in_flight + slot;
+            let mut workload = workload(task);
             let mut client =
                 Client::new(channel.clone()).max_decoding_message_size(64 * 1024 * 1024);
+            let mut turn =
+                pace.map(|pace| started + pace.mul_f64(task as f64 / concurrency as f64));
             tasks.spawn(async move {
                 let mut record = TaskRecord::new()?;
                 loop {
+                    if let (Some(pace), Some(next)) = (pace, turn.as_mut()) {
+                        tokio::time::sleep_until(*next).await;
+                        // A turn missed (a slow answer) is skipped, not made up in a burst.
+                        *next = (*next + pace).max(Instant::now());
+                    }
                     let sent = Instant::now();
                     if sent >= until {
                         break;

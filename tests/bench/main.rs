@@ -24,6 +24,7 @@ mod reminders;
 mod report;
 mod scenario;
 mod seed;
+mod soak;
 mod suite;
 
 use std::io::Write as _;
@@ -66,6 +67,9 @@ enum Command {
     Pgbench(PgbenchArgs),
     /// Every scenario and its ceiling, with the processes measured started here: one table.
     Suite(SuiteArgs),
+    /// Mixed load at a fixed rate for minutes, with the worker delivering reminders: errors,
+    /// reminders and each process's resident memory.
+    Soak(SoakArgs),
 }
 
 /// The seeded calendar's shape (the same for `seed` and for the scenarios that read it).
@@ -108,6 +112,10 @@ struct LoadArgs {
     /// Time recorded.
     #[arg(long, default_value = "20s", value_parser = parse_duration)]
     duration: Duration,
+    /// At most this many requests a second in all, paced evenly; as fast as answers come
+    /// when unset.
+    #[arg(long, value_parser = positive_rate)]
+    rate: Option<f64>,
     #[command(flatten)]
     dataset: DatasetArgs,
     /// Seed of the random numbers.
@@ -287,6 +295,62 @@ pub(crate) struct SuiteArgs {
     pub(crate) keep_database: bool,
 }
 
+/// A request rate: a finite number above 0.
+fn positive_rate(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(rate) if rate.is_finite() && rate > 0.0 => Ok(rate),
+        _ => Err(format!(
+            "{text:?} is not a rate above 0 (requests a second)"
+        )),
+    }
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct SoakArgs {
+    /// The PostgreSQL server (the run creates and drops its own database there).
+    #[arg(long, env = "DATABASE_URL", default_value = services::DEFAULT_DATABASE_URL, hide_env_values = true)]
+    pub(crate) database_url: String,
+    /// The run's database, dropped and created afresh.
+    #[arg(long, default_value = "calendar_soak")]
+    pub(crate) database: String,
+    /// The broker (the run declares its own queue, which expires after it).
+    #[arg(long, env = "AMQP_URL", default_value = services::DEFAULT_AMQP_URL, hide_env_values = true)]
+    pub(crate) amqp_url: String,
+    /// Requests a second of the mixed load (e.g. half the peak `bash deploy/bench.sh` measured).
+    #[arg(long, value_parser = positive_rate)]
+    pub(crate) rate: f64,
+    /// Reminders falling due a second meanwhile.
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..=100_000))]
+    pub(crate) reminder_rate: u64,
+    /// The whole run.
+    #[arg(long, default_value = "10m", value_parser = parse_duration)]
+    pub(crate) duration: Duration,
+    /// The first part: not recorded, and memory is compared with its level at its end.
+    #[arg(long, default_value = "1m", value_parser = parse_duration)]
+    pub(crate) warmup: Duration,
+    /// Time between two samples of resident memory.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub(crate) sample_every: Duration,
+    /// HTTP/2 connections of the load.
+    #[arg(long, default_value_t = 4, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=1024))]
+    pub(crate) connections: usize,
+    /// Requests in flight per connection (at most).
+    #[arg(long, default_value_t = 8, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=1024))]
+    pub(crate) in_flight: usize,
+    /// Users of the seeded calendar.
+    #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..))]
+    pub(crate) users: u32,
+    /// Events of the seeded calendar.
+    #[arg(long, default_value_t = 100_000)]
+    pub(crate) events: u64,
+    /// Seed of the random numbers.
+    #[arg(long, default_value_t = 1)]
+    pub(crate) seed: u64,
+    /// Also write every figure as JSON to this file.
+    #[arg(long)]
+    pub(crate) json: Option<PathBuf>,
+}
+
 fn print_json(value: &impl serde::Serialize) -> anyhow::Result<()> {
     let mut stdout = std::io::stdout().lock();
     serde_json::to_writer_pretty(&mut stdout, value)?;
@@ -306,6 +370,7 @@ async fn load(scenario: Scenario, args: LoadArgs) -> anyhow::Result<()> {
         in_flight: usize::from(args.in_flight),
         warmup: args.warmup,
         duration: args.duration,
+        rate: args.rate,
     };
     let dataset = args.dataset.dataset()?;
     let channels = load::connect(&args.server, shape.connections).await?;
@@ -450,5 +515,6 @@ async fn main() -> anyhow::Result<()> {
             }
         }
         Command::Suite(args) => suite::run(args).await,
+        Command::Soak(args) => soak::run(args).await,
     }
 }

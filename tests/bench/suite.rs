@@ -40,7 +40,7 @@ use crate::seed::{self, SeedReport};
 /// Longest a process may take to start and get ready.
 const START_TIMEOUT: Duration = Duration::from_secs(60);
 /// Longest a process may take to stop after SIGTERM.
-const STOP_TIMEOUT: Duration = Duration::from_secs(20);
+pub(crate) const STOP_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// The log filter of the measured processes: warnings, and the lines saying where they listen.
 const QUIET: &str = "warn,calendar_grpc::server=info,calendar_adapters::service=info";
@@ -149,13 +149,16 @@ fn sample_cpu(groups: Vec<Group>, from: Instant, until: Instant) -> JoinHandle<U
 }
 
 /// A started `calendar-grpc`.
-struct Server {
-    process: Process,
-    url: String,
+pub(crate) struct Server {
+    pub(crate) process: Process,
+    pub(crate) url: String,
 }
 
 impl Server {
-    async fn start(database_url: Option<&str>, pool: Option<u32>) -> anyhow::Result<Self> {
+    pub(crate) async fn start(
+        database_url: Option<&str>,
+        pool: Option<u32>,
+    ) -> anyhow::Result<Self> {
         let pool = pool.map(|size| size.to_string());
         let mut env = vec![("CALENDAR_LOG_FORMAT", "json"), ("RUST_LOG", QUIET)];
         if let Some(url) = database_url {
@@ -186,19 +189,19 @@ impl Server {
         })
     }
 
-    async fn stop(mut self) -> anyhow::Result<()> {
+    pub(crate) async fn stop(mut self) -> anyhow::Result<()> {
         Ok(self.process.terminate(STOP_TIMEOUT).await?)
     }
 }
 
 /// A started `calendar-worker`.
-struct Worker {
-    process: Process,
+pub(crate) struct Worker {
+    pub(crate) process: Process,
     http: std::net::SocketAddr,
 }
 
 impl Worker {
-    async fn start(
+    pub(crate) async fn start(
         role: &str,
         database_url: &str,
         amqp_url: &str,
@@ -232,7 +235,7 @@ impl Worker {
         Ok(Self { process, http })
     }
 
-    async fn metric(&self, name: &str) -> anyhow::Result<f64> {
+    pub(crate) async fn metric(&self, name: &str) -> anyhow::Result<f64> {
         let (_, body) = http::get(self.http, "/metrics")
             .await
             .with_context(|| format!("{}: GET /metrics", self.process.name()))?;
@@ -286,6 +289,7 @@ pub(crate) async fn run(args: SuiteArgs) -> anyhow::Result<()> {
             in_flight: args.in_flight,
             warmup: pick(args.warmup, 5, 2),
             duration: pick(args.duration, 20, 5),
+            rate: None,
         },
         dataset: Dataset::for_events(users, events_per_user),
         events_per_user,
