@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # The whole test suite, as CI runs it: static checks of the deployment files, formatting, the
-# PostgreSQL and RabbitMQ the tests need, the offline query data check, lints, then every test
-# of every crate.
+# PostgreSQL and RabbitMQ the tests need, the offline query data check, lints, every test of
+# every crate, then the fault injection scenario (which restarts RabbitMQ, so it runs last and
+# alone).
 # Usage: bash deploy/test.sh   (from any directory)
 # Environment: DATABASE_URL (default postgres://postgres@127.0.0.1:5432/postgres),
 # PREPARE_DATABASE_URL (default: database calendar_sqlx_prepare on the same server) and
-# AMQP_URL (default amqp://guest:guest@127.0.0.1:5672/%2f).
+# AMQP_URL (default amqp://guest:guest@127.0.0.1:5672/%2f); CALENDAR_FAULTS_LONG=1 for the long
+# fault injection run.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -114,5 +116,12 @@ cargo build --workspace --bins --all-features
 
 step "tests (cargo test --workspace --all-features)"
 cargo test --workspace --all-features
+
+# Reminders through killed workers, a restarted broker and cut database connections. It stops
+# and starts the machine's RabbitMQ (rabbitmqctl), so it is ignored in the step above and runs
+# here, alone (one test thread, nothing else using the broker), printing its figures. It leaves
+# the broker running, also when it fails.
+step "fault injection (short; CALENDAR_FAULTS_LONG=1 for the long run)"
+cargo test --all-features -p calendar-tests --test it -- --ignored e2e::faults:: --test-threads 1 --nocapture
 
 step "all checks passed"

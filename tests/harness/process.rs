@@ -254,6 +254,13 @@ impl Process {
         self.child.id()
     }
 
+    /// Whether it is still running: not killed, not stopped, and it has not exited by itself
+    /// (crashed).
+    pub fn is_running(&mut self) -> bool {
+        // The exit status stays with the child once collected, for a later stop to report.
+        self.exit.is_none() && matches!(self.child.try_wait(), Ok(None))
+    }
+
     /// How many lines were counted rather than kept (see
     /// [`start_counting`](Self::start_counting)).
     pub fn counted(&self) -> u64 {

@@ -78,6 +78,10 @@ pub(super) fn is_transient(error: &sqlx::Error) -> bool {
                 .any(|class| code.starts_with(class))
                 || code == "40001"
                 || code == "40P01"
+                // 55000 object_not_in_prerequisite_state: what connecting gets from a database
+                // that does not allow connections for now (ALTER DATABASE ... ALLOW_CONNECTIONS
+                // false, during maintenance or a restore). No statement of the adapters raises it.
+                || code == "55000"
         }),
         _ => false,
     }
@@ -181,6 +185,40 @@ mod tests {
         assert!(matches!(
             repository_error(division),
             RepositoryError::Internal(_)
+        ));
+    }
+
+    #[sqlx::test(migrations = false)]
+    async fn a_database_refusing_connections_is_transient(pool: PgPool) {
+        use sqlx::Connection as _;
+        use sqlx::postgres::PgConnection;
+
+        let options = (*pool.connect_options()).clone();
+        let database = options.get_database().unwrap().to_owned();
+        // A database cannot bar connections to itself: the change is made from another one.
+        let mut admin = PgConnection::connect_with(&options.clone().database("postgres"))
+            .await
+            .unwrap();
+        let allow = |allowed: bool| {
+            format!("ALTER DATABASE \"{database}\" WITH ALLOW_CONNECTIONS {allowed}")
+        };
+        sqlx::raw_sql(sqlx::AssertSqlSafe(allow(false)))
+            .execute(&mut admin)
+            .await
+            .unwrap();
+        let refused = PgConnection::connect_with(&options).await;
+        sqlx::raw_sql(sqlx::AssertSqlSafe(allow(true)))
+            .execute(&mut admin)
+            .await
+            .unwrap();
+        let refused = refused.expect_err("the database refuses connections");
+        assert_eq!(
+            refused.as_database_error().unwrap().code().unwrap(),
+            "55000"
+        );
+        assert!(matches!(
+            repository_error(refused),
+            RepositoryError::Unavailable(_)
         ));
     }
 

@@ -8,6 +8,9 @@
 //! - [`deliveries`]: the reminders a test expects, and what the senders made of them
 //!   (deliveries per idempotency key, duplicates, lateness).
 //! - [`reminders`]: the scenarios.
+//! - [`dead_letters`]: messages on the queue that are not notifications.
+//! - [`faults`]: reminders through killed workers, a restarted broker and cut database
+//!   connections (ignored by default: it restarts the machine's broker).
 //!
 //! PostgreSQL (`DATABASE_URL`) and RabbitMQ (`AMQP_URL`) must be running: a missing one fails
 //! the test, it is never skipped (`bash deploy/test.sh` starts both). The binaries must be
@@ -20,7 +23,9 @@ use std::time::Duration;
 use tokio::sync::{Mutex, MutexGuard};
 use tokio::time::Instant;
 
+mod dead_letters;
 mod deliveries;
+mod faults;
 mod reminders;
 mod stack;
 

@@ -7,9 +7,10 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use calendar_grpc::proto::calendar::v1::calendar_service_client::CalendarServiceClient;
+use calendar_tests::harness::database::TestDatabase;
+use calendar_tests::harness::grpc::{self, GrpcServer};
 use calendar_tests::harness::process::{Process, binary};
 use calendar_tests::harness::{http, services};
-use sqlx::PgPool;
 use tokio::sync::MutexGuard;
 use tonic::transport::Channel;
 
@@ -19,70 +20,6 @@ use super::one_at_a_time;
 const START_TIMEOUT: Duration = Duration::from_secs(30);
 /// Longest a process may take to stop after SIGTERM (its drain timeout is 10 s).
 const STOP_TIMEOUT: Duration = Duration::from_secs(15);
-
-/// A database of this test's own on the `DATABASE_URL` server, dropped (best effort) with it.
-#[derive(Debug)]
-pub(crate) struct Database {
-    name: String,
-    /// The server's URL the database was created through.
-    admin_url: String,
-    /// The database's URL, for the processes.
-    pub(crate) url: String,
-    /// A pool on it, for the test's own queries.
-    pub(crate) pool: PgPool,
-    /// Whether it has been dropped already.
-    dropped: bool,
-}
-
-impl Database {
-    async fn create() -> Self {
-        let admin_url = services::admin_url();
-        let name = format!("calendar_e2e_{}", services::suffix());
-        let url = services::create_database(&admin_url, &name)
-            .await
-            .unwrap_or_else(|error| panic!("cannot create the database {name}: {error}"));
-        let pool = PgPool::connect(&url).await.expect("the new database");
-        Self {
-            name,
-            admin_url,
-            url,
-            pool,
-            dropped: false,
-        }
-    }
-
-    /// Drops it, best effort.
-    async fn drop_now(mut self) {
-        self.pool.close().await;
-        if let Err(error) = services::drop_database(&self.admin_url, &self.name).await {
-            eprintln!("could not drop the test database {}: {error}", self.name);
-        }
-        self.dropped = true;
-    }
-}
-
-impl Drop for Database {
-    /// Drops it if the test did not get to (it panicked): drop cannot await, so a thread with a
-    /// runtime of its own does it.
-    fn drop(&mut self) {
-        if self.dropped {
-            return;
-        }
-        let (admin_url, name) = (self.admin_url.clone(), self.name.clone());
-        let dropped = std::thread::spawn(move || {
-            tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .ok()?
-                .block_on(services::drop_database(&admin_url, &name))
-                .ok()
-        })
-        .join();
-        if !matches!(dropped, Ok(Some(()))) {
-            eprintln!("could not drop the test database {}", self.name);
-        }
-    }
-}
 
 /// A `calendar-worker` process and its HTTP endpoint (metrics and health).
 #[derive(Debug)]
@@ -127,9 +64,7 @@ impl Role {
 /// next test starts after that.
 #[derive(Debug)]
 pub(crate) struct Stack {
-    server: Process,
-    /// Where the gRPC server listens.
-    grpc: SocketAddr,
+    server: GrpcServer,
     /// Every scheduler started, in order.
     pub(crate) schedulers: Vec<Worker>,
     /// Every sender started, in order, those killed included (their logs still count).
@@ -137,7 +72,7 @@ pub(crate) struct Stack {
     /// The queue's name, the test's own.
     queue: String,
     amqp_url: String,
-    pub(crate) database: Database,
+    pub(crate) database: TestDatabase,
     /// Holds the other tests' stacks off until this one is gone.
     serial: MutexGuard<'static, ()>,
 }
@@ -151,31 +86,15 @@ impl Stack {
         if let Err(error) = services::require_broker(&amqp_url).await {
             panic!("{error}; bash deploy/test.sh starts it");
         }
-        let database = Database::create().await;
+        let database = TestDatabase::create("calendar_e2e_")
+            .await
+            .unwrap_or_else(|error| panic!("cannot create the test database: {error}"));
         // The server applies the migrations before it listens, so the workers find them done.
-        let server = Process::start(
-            "server",
-            &binary("calendar-grpc").unwrap_or_else(|error| panic!("{error}")),
-            &[
-                "--listen-addr",
-                "127.0.0.1:0",
-                "--metrics-addr",
-                "127.0.0.1:0",
-            ],
-            &[
-                ("DATABASE_URL", &database.url),
-                ("CALENDAR_LOG_FORMAT", "json"),
-                ("RUST_LOG", "info"),
-            ],
-        )
-        .unwrap_or_else(|error| panic!("{error}"));
-        let grpc = server
-            .listening_address("gRPC server listening")
+        let server = GrpcServer::start("server", &database.url)
             .await
             .unwrap_or_else(|error| panic!("{error}"));
         let mut stack = Self {
             server,
-            grpc,
             schedulers: Vec::new(),
             senders: Vec::new(),
             queue: format!("calendar.e2e.{}", services::suffix()),
@@ -225,17 +144,29 @@ impl Stack {
 
     /// A client of the gRPC server.
     pub(crate) async fn client(&self) -> CalendarServiceClient<Channel> {
-        let channel = Channel::from_shared(format!("http://{}", self.grpc))
-            .expect("a URI")
-            .connect()
+        grpc::connect(&self.server.url())
             .await
-            .unwrap_or_else(|error| panic!("cannot connect to the server: {error}"));
-        CalendarServiceClient::new(channel)
+            .unwrap_or_else(|error| panic!("{error}"))
+    }
+
+    /// The queue's name: the workers' exchange and queue, with `.dead` its dead-letter queue.
+    pub(crate) fn queue(&self) -> &str {
+        &self.queue
+    }
+
+    /// The broker the workers use.
+    pub(crate) fn amqp_url(&self) -> &str {
+        &self.amqp_url
+    }
+
+    /// The gRPC server's process, for its log (a line per request, with its gRPC code).
+    pub(crate) fn server(&self) -> &Process {
+        &self.server.process
     }
 
     /// Every process, the server first.
     fn processes(&mut self) -> impl Iterator<Item = &mut Process> {
-        std::iter::once(&mut self.server).chain(
+        std::iter::once(&mut self.server.process).chain(
             self.schedulers
                 .iter_mut()
                 .chain(self.senders.iter_mut())
@@ -257,7 +188,10 @@ impl Stack {
         let Self {
             database, serial, ..
         } = self;
-        database.drop_now().await;
+        let name = database.name().to_owned();
+        if let Err(error) = database.drop_now().await {
+            eprintln!("could not drop the test database {name}: {error}");
+        }
         drop(serial);
     }
 }
