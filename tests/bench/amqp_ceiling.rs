@@ -12,10 +12,11 @@ use amqprs::channel::{
     BasicPublishArguments, Channel, ConfirmSelectArguments, QueueDeclareArguments,
     QueueDeleteArguments,
 };
-use amqprs::connection::{Connection, OpenConnectionArguments};
+use amqprs::connection::Connection;
 use amqprs::{Ack, BasicProperties, Cancel, CloseChannel, FieldTable, FieldValue, Nack, Return};
 use anyhow::{Context as _, bail};
 use async_trait::async_trait;
+use calendar_adapters::amqp::AmqpConfig;
 use serde::Serialize;
 use tokio::sync::Notify;
 use tokio::time::Instant;
@@ -73,32 +74,6 @@ impl ChannelCallback for Confirms {
     async fn publish_return(&mut self, _: &Channel, _: Return, _: BasicProperties, _: Vec<u8>) {}
 }
 
-/// amqprs's connection arguments for an `amqp://user:password@host:port/vhost` URL.
-fn connection_arguments(amqp_url: &str) -> anyhow::Result<OpenConnectionArguments> {
-    let url = url::Url::parse(amqp_url).context("AMQP_URL is not a URL")?;
-    if url.scheme() != "amqp" {
-        bail!(
-            "the ceiling publisher speaks amqp:// only, not {}",
-            url.scheme()
-        );
-    }
-    let host = url.host_str().context("AMQP_URL has no host")?;
-    let port = url.port().unwrap_or(5672);
-    let user = if url.username().is_empty() {
-        "guest"
-    } else {
-        url.username()
-    };
-    let password = url.password().unwrap_or("guest");
-    let vhost = match url.path().trim_start_matches('/') {
-        "" | "%2f" | "%2F" => "/".to_owned(),
-        other => other.to_owned(),
-    };
-    let mut arguments = OpenConnectionArguments::new(host, port, user, password);
-    arguments.virtual_host(&vhost);
-    Ok(arguments)
-}
-
 /// Publishes `messages` messages of `body_bytes` bytes with at most `window` unconfirmed to a
 /// fresh durable queue `queue` (deleted afterwards), and measures the confirmed rate.
 pub(crate) async fn run(
@@ -108,7 +83,11 @@ pub(crate) async fn run(
     window: u64,
     body_bytes: usize,
 ) -> anyhow::Result<CeilingReport> {
-    let connection = Connection::open(&connection_arguments(amqp_url)?)
+    let config = AmqpConfig {
+        connection_name: "calendar-bench".to_owned(),
+        ..AmqpConfig::new(amqp_url)
+    };
+    let connection = Connection::open(&config.connection_arguments()?)
         .await
         .context("cannot connect to RabbitMQ")?;
     connection

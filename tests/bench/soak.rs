@@ -168,10 +168,10 @@ async fn soak(
     seed::settle(&pool).await?;
 
     eprintln!("==> calendar-grpc, calendar-worker scheduler and sender");
-    let server = Server::start(Some(database_url), None).await?;
+    let mut server = Server::start(Some(database_url), None).await?;
     let queue = format!("calendar.soak.{}", services::suffix());
-    let scheduler = Worker::start("scheduler", database_url, &args.amqp_url, &queue).await?;
-    let sender = Worker::start("sender", database_url, &args.amqp_url, &queue).await?;
+    let mut scheduler = Worker::start("scheduler", database_url, &args.amqp_url, &queue).await?;
+    let mut sender = Worker::start("sender", database_url, &args.amqp_url, &queue).await?;
     let processes = vec![
         ("calendar-grpc".to_owned(), server.process.id()),
         ("scheduler".to_owned(), scheduler.process.id()),
@@ -230,8 +230,6 @@ async fn soak(
     let seconds = started.elapsed().as_secs_f64();
 
     let mut failures = Vec::new();
-    let mut server = server;
-    let (mut scheduler, mut sender) = (scheduler, sender);
     for process in [
         &mut server.process,
         &mut scheduler.process,

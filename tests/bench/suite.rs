@@ -20,6 +20,7 @@ use std::time::Duration;
 use anyhow::{Context as _, bail};
 use calendar_adapters::postgres::{self, PgPool, PoolSettings};
 use calendar_core::{Event, EventDetails, EventId, EventSpan, NotifyBefore, Title, UserId};
+use calendar_tests::harness::grpc::GrpcServer;
 use calendar_tests::harness::process::{Process, binary};
 use calendar_tests::harness::{http, services};
 use chrono::{TimeDelta, Utc};
@@ -167,22 +168,12 @@ impl Server {
         if let Some(size) = &pool {
             env.push(("DATABASE_MAX_CONNECTIONS", size));
         }
-        let process = Process::start(
-            if database_url.is_some() {
-                "calendar-grpc (PostgreSQL)"
-            } else {
-                "calendar-grpc (memory)"
-            },
-            &binary("calendar-grpc")?,
-            &[
-                "--listen-addr",
-                "127.0.0.1:0",
-                "--metrics-addr",
-                "127.0.0.1:0",
-            ],
-            &env,
-        )?;
-        let address = process.listening_address("gRPC server listening").await?;
+        let name = if database_url.is_some() {
+            "calendar-grpc (PostgreSQL)"
+        } else {
+            "calendar-grpc (memory)"
+        };
+        let GrpcServer { process, address } = GrpcServer::start_with(name, &env).await?;
         Ok(Self {
             process,
             url: format!("http://{address}"),

@@ -25,6 +25,21 @@ impl GrpcServer {
     /// the migrations by then. Without `AMQP_URL` in its environment it leaves reminders to the
     /// workers.
     pub async fn start(name: &str, database_url: &str) -> Result<Self, ProcessError> {
+        Self::start_with(
+            name,
+            &[
+                ("DATABASE_URL", database_url),
+                ("CALENDAR_LOG_FORMAT", "json"),
+                ("RUST_LOG", "info"),
+            ],
+        )
+        .await
+    }
+
+    /// Starts `calendar-grpc` with exactly the environment `env` (the storage, the log format
+    /// and filter are the caller's: JSON logs are needed to find where it listens), its gRPC
+    /// server and metrics endpoint on port 0 of 127.0.0.1. Returns once it listens.
+    pub async fn start_with(name: &str, env: &[(&str, &str)]) -> Result<Self, ProcessError> {
         let process = Process::start(
             name,
             &binary("calendar-grpc")?,
@@ -34,11 +49,7 @@ impl GrpcServer {
                 "--metrics-addr",
                 "127.0.0.1:0",
             ],
-            &[
-                ("DATABASE_URL", database_url),
-                ("CALENDAR_LOG_FORMAT", "json"),
-                ("RUST_LOG", "info"),
-            ],
+            env,
         )?;
         let address = process.listening_address("gRPC server listening").await?;
         Ok(Self { process, address })

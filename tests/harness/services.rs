@@ -5,7 +5,8 @@
 use std::time::Duration;
 
 use amqprs::callbacks::DefaultConnectionCallback;
-use amqprs::connection::{Connection, OpenConnectionArguments};
+use amqprs::connection::Connection;
+use calendar_adapters::amqp::AmqpConfig;
 use sqlx::{AssertSqlSafe, Connection as _, PgConnection};
 use tokio::net::TcpStream;
 
@@ -155,41 +156,16 @@ pub async fn require_broker(amqp_url: &str) -> Result<(), String> {
     }
 }
 
-/// amqprs's connection arguments for an `amqp://user:password@host:port/vhost` URL: for the
-/// tests' own clients of the broker, which need no TLS.
-pub fn amqp_connection_arguments(amqp_url: &str) -> Result<OpenConnectionArguments, String> {
-    let url = url::Url::parse(amqp_url).map_err(|error| format!("AMQP_URL: {error}"))?;
-    if url.scheme() != "amqp" {
-        return Err(format!(
-            "AMQP_URL: the tests' own clients speak amqp:// only, not {}",
-            url.scheme()
-        ));
-    }
-    let host = url.host_str().unwrap_or("127.0.0.1");
-    let user = match url.username() {
-        "" => "guest",
-        user => user,
-    };
-    let vhost = match url.path().trim_start_matches('/') {
-        "" | "%2f" | "%2F" => "/",
-        other => other,
-    };
-    let mut arguments = OpenConnectionArguments::new(
-        host,
-        url.port().unwrap_or(5672),
-        user,
-        url.password().unwrap_or("guest"),
-    );
-    arguments
-        .virtual_host(vhost)
-        .connection_name("calendar-tests");
-    Ok(arguments)
-}
-
 /// A connection to the broker of `amqp_url`, opened within 5 s: an error saying why not (the
 /// broker is down, still starting, or refuses the credentials).
 pub async fn connect_broker(amqp_url: &str) -> Result<Connection, String> {
-    let arguments = amqp_connection_arguments(amqp_url)?;
+    let config = AmqpConfig {
+        connection_name: "calendar-tests".to_owned(),
+        ..AmqpConfig::new(amqp_url)
+    };
+    let arguments = config
+        .connection_arguments()
+        .map_err(|error| format!("AMQP_URL: {error}"))?;
     let connection = tokio::time::timeout(Duration::from_secs(5), Connection::open(&arguments))
         .await
         .map_err(|_| {

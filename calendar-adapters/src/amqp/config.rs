@@ -145,8 +145,14 @@ impl AmqpConfig {
         }
     }
 
-    /// amqprs's connection arguments for the URL.
-    pub(super) fn connection_arguments(&self) -> Result<OpenConnectionArguments, AmqpConfigError> {
+    /// amqprs's connection arguments for the URL (`amqp://` or `amqps://`, percent-decoded user,
+    /// password and virtual host, `?heartbeat=`), named [`connection_name`](Self::connection_name):
+    /// also for other clients of the same broker (tests, tools).
+    ///
+    /// # Errors
+    ///
+    /// [`AmqpConfigError::Url`] when the URL is not one of those.
+    pub fn connection_arguments(&self) -> Result<OpenConnectionArguments, AmqpConfigError> {
         let url = Url::parse(&self.url).map_err(|e| AmqpConfigError::Url(e.to_string()))?;
         let tls = match url.scheme() {
             "amqp" => false,

@@ -34,7 +34,6 @@
 
 use std::time::Duration;
 
-use calendar_grpc::auth::USER_ID_METADATA;
 use calendar_grpc::mapping::{
     datetime_to_timestamp, delta_to_duration, naive_to_date, timestamp_to_datetime,
 };
@@ -48,8 +47,10 @@ use chrono::{DateTime, NaiveDate, NaiveTime, TimeDelta, Utc};
 use sqlx::postgres::{PgPoolOptions, PgRow};
 use sqlx::{Connection as _, PgConnection, PgPool, Postgres, Row as _};
 use tonic::transport::Channel;
-use tonic::{Code, Request, Status};
+use tonic::{Code, Status};
 use uuid::Uuid;
+
+pub(crate) use crate::as_user;
 
 mod events;
 mod lists;
@@ -285,15 +286,6 @@ where
 {
     row.try_get(name)
         .unwrap_or_else(|error| panic!("events.{name}: {error}"))
-}
-
-/// A request from `user`.
-pub(crate) fn as_user<T>(user: &str, message: T) -> Request<T> {
-    let mut request = Request::new(message);
-    request
-        .metadata_mut()
-        .insert(USER_ID_METADATA, user.parse().expect("a user id"));
-    request
 }
 
 /// Midnight (UTC) `days` days from today: in the future, so that a deployment's clean-up of

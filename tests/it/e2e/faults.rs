@@ -25,7 +25,6 @@ use std::time::Duration;
 
 use calendar_core::SenderConfig;
 use calendar_core::instruments::NOTIFICATIONS_DUPLICATE;
-use calendar_grpc::auth::USER_ID_METADATA;
 use calendar_grpc::mapping::{datetime_to_timestamp, delta_to_duration};
 use calendar_grpc::proto::calendar::v1 as pb;
 use calendar_grpc::proto::calendar::v1::calendar_service_client::CalendarServiceClient;
@@ -142,10 +141,7 @@ const PLAN: [Fault; 14] = [
 
 /// A request from `user`, with the [`CALL_DEADLINE`].
 fn as_user<T>(user: &str, message: T) -> Request<T> {
-    let mut request = Request::new(message);
-    request
-        .metadata_mut()
-        .insert(USER_ID_METADATA, user.parse().expect("a user id"));
+    let mut request = crate::as_user(user, message);
     request.set_timeout(CALL_DEADLINE);
     request
 }

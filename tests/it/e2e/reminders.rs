@@ -10,18 +10,17 @@ use std::time::Duration;
 use calendar_core::instruments::{
     NOTIFICATIONS_DUPLICATE, REMINDERS_CONFIRMED, REMINDERS_SKIPPED_LATE,
 };
-use calendar_grpc::auth::USER_ID_METADATA;
 use calendar_grpc::mapping::{datetime_to_timestamp, delta_to_duration};
 use calendar_grpc::proto::calendar::v1 as pb;
 use calendar_grpc::proto::calendar::v1::calendar_service_client::CalendarServiceClient;
 use chrono::{DateTime, TimeDelta, Utc};
 use futures::StreamExt as _;
-use tonic::Request;
 use tonic::transport::Channel;
 
 use super::deliveries::{Figures, Logged, Reminder, wait_for_delivery, wait_until_settled};
 use super::eventually;
 use super::stack::{Role, Stack};
+use crate::as_user;
 
 /// How long before its event a reminder falls due: longer than a scheduler tick, so that the
 /// event has not started when its reminder is due (a reminder whose event started is skipped).
@@ -35,15 +34,6 @@ const ON_TIME: TimeDelta = TimeDelta::seconds(2);
 const CREATES_IN_FLIGHT: usize = 64;
 
 type Client = CalendarServiceClient<Channel>;
-
-/// A request from `user`.
-fn as_user<T>(user: &str, message: T) -> Request<T> {
-    let mut request = Request::new(message);
-    request
-        .metadata_mut()
-        .insert(USER_ID_METADATA, user.parse().expect("a user id"));
-    request
-}
 
 /// Now, to the millisecond.
 fn now() -> DateTime<Utc> {
