@@ -150,8 +150,8 @@ pub struct Config {
     #[arg(long, env = "CALENDAR_CLEANUP_INTERVAL", default_value = "1h", value_parser = parse_duration, help_heading = "Reminders")]
     pub cleanup_interval: Duration,
 
-    /// In-process sender: most notifications delivered at once.
-    #[arg(long, env = "CALENDAR_SENDER_CONCURRENCY", default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..), help_heading = "Reminders")]
+    /// In-process sender: most notifications in hand at once, handled in batches.
+    #[arg(long, env = "CALENDAR_SENDER_CONCURRENCY", default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..), help_heading = "Reminders")]
     pub sender_concurrency: u32,
 
     /// In-process sender: deliveries of one notification before it is dead-lettered.

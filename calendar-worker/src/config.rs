@@ -177,8 +177,8 @@ pub struct SenderArgs {
     )]
     pub metrics_addr: SocketAddr,
 
-    /// Most notifications delivered at once.
-    #[arg(long, env = "CALENDAR_SENDER_CONCURRENCY", default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..), help_heading = "Sender")]
+    /// Most notifications in hand at once, handled in batches (at most the prefetch).
+    #[arg(long, env = "CALENDAR_SENDER_CONCURRENCY", default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..), help_heading = "Sender")]
     pub concurrency: u32,
 
     /// Deliveries of one notification before a failing one goes to the dead-letter queue.

@@ -269,7 +269,7 @@ pub(crate) struct SuiteArgs {
     #[arg(long)]
     pub(crate) reminders: Option<u64>,
     /// Then a steady stream of this many reminders a second (0: none).
-    #[arg(long, default_value_t = 2_000)]
+    #[arg(long, default_value_t = 5_000)]
     pub(crate) steady_rate: u64,
     /// How long the steady stream lasts [default: 20s, quick 5s].
     #[arg(long, value_parser = parse_duration)]

@@ -24,7 +24,10 @@ pub struct SenderConfig {
     pub max_attempts: u32,
     /// Most messages in hand at once in [`NotificationSender::run`] (received, not yet
     /// settled). What arrives together is handled as one batch: deduplicated with one question
-    /// to the delivery log and recorded with one write.
+    /// to the delivery log and recorded with one write. Larger batches mean fewer round trips
+    /// to the delivery log per message; a sender killed mid-batch may have notified up to this
+    /// many messages it had not yet recorded, which are then delivered again. Keep it at or
+    /// below the queue's prefetch: the broker hands over no more than that unacknowledged.
     pub concurrency: usize,
     /// Pause before receiving again after the queue or the delivery log failed.
     pub error_backoff: Duration,
@@ -36,12 +39,12 @@ pub struct SenderConfig {
 }
 
 impl Default for SenderConfig {
-    /// 5 attempts, 16 messages in hand, 1 s pause after a failure; delivered keys kept 7 days,
+    /// 5 attempts, 256 messages in hand (the queue's default prefetch), 1 s pause after a failure; delivered keys kept 7 days,
     /// pruned hourly.
     fn default() -> Self {
         Self {
             max_attempts: 5,
-            concurrency: 16,
+            concurrency: 256,
             error_backoff: Duration::from_secs(1),
             delivery_retention: chrono::TimeDelta::days(7),
             prune_interval: Duration::from_secs(3600),
