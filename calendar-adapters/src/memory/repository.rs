@@ -24,7 +24,9 @@ type Key = (DateTime<Utc>, Uuid);
 
 #[derive(Debug, Default)]
 struct State {
-    events: HashMap<Uuid, Stored>,
+    /// Boxed: growing the map then moves a pointer per event, not the event, so the pause it
+    /// makes under the lock stays short with millions of events.
+    events: HashMap<Uuid, Box<Stored>>,
     /// Each owner's events by (start, id).
     by_owner: HashMap<UserId, BTreeSet<Key>>,
     /// Reminders neither sent nor skipped, by (due instant, id).
@@ -99,7 +101,8 @@ impl State {
         if let Some(r) = reminder.filter(|r| !r.settled) {
             self.pending.insert((r.remind_at, uuid));
         }
-        self.events.insert(uuid, Stored { event, reminder });
+        self.events
+            .insert(uuid, Box::new(Stored { event, reminder }));
     }
 
     fn remove(&mut self, id: EventId) -> Option<Stored> {
@@ -116,13 +119,14 @@ impl State {
         if let Some(r) = stored.reminder {
             self.pending.remove(&(r.remind_at, uuid));
         }
-        Some(stored)
+        Some(*stored)
     }
 
     /// The owner's event `id`, if they own it.
     fn owned(&self, owner: &UserId, id: EventId) -> Option<&Stored> {
         self.events
             .get(&id.as_uuid())
+            .map(|stored| &**stored)
             .filter(|s| s.event.owner() == owner)
     }
 
