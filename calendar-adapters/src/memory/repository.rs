@@ -105,9 +105,11 @@ impl State {
             .insert(uuid, Box::new(Stored { event, reminder }));
     }
 
-    fn remove(&mut self, id: EventId) -> Option<Stored> {
+    fn remove(&mut self, id: EventId) {
         let uuid = id.as_uuid();
-        let stored = self.events.remove(&uuid)?;
+        let Some(stored) = self.events.remove(&uuid) else {
+            return;
+        };
         let event = &stored.event;
         if let Some(starts) = self.by_owner.get_mut(event.owner()) {
             starts.remove(&(event.span().start(), uuid));
@@ -119,7 +121,6 @@ impl State {
         if let Some(r) = stored.reminder {
             self.pending.remove(&(r.remind_at, uuid));
         }
-        Some(*stored)
     }
 
     /// The owner's event `id`, if they own it.

@@ -39,8 +39,8 @@ pub struct SenderConfig {
 }
 
 impl Default for SenderConfig {
-    /// 5 attempts, 256 messages in hand (the queue's default prefetch), 1 s pause after a failure; delivered keys kept 7 days,
-    /// pruned hourly.
+    /// 5 attempts, 256 messages in hand (the queue's default prefetch), 1 s pause after a
+    /// failure; delivered keys kept 7 days, pruned hourly.
     fn default() -> Self {
         Self {
             max_attempts: 5,
