@@ -1,12 +1,12 @@
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::ops::Bound;
 use std::sync::Mutex;
 
 use async_trait::async_trait;
 use calendar_core::limits::max_event_duration;
 use calendar_core::{
-    Cursor, Event, EventDetails, EventId, EventRepository, Notification, ReminderKey,
-    RepositoryError, TimeRange, UserId, Version,
+    Cursor, Event, EventDetails, EventId, EventRepository, EventSpan, Notification, OverlapPolicy,
+    ReminderKey, RepositoryError, TimeRange, UserId, Version,
 };
 use chrono::{DateTime, TimeDelta, Utc};
 use uuid::Uuid;
@@ -27,14 +27,23 @@ struct State {
     /// Boxed: growing the map then moves a pointer per event, not the event, so the pause it
     /// makes under the lock stays short with millions of events.
     events: HashMap<Uuid, Box<Stored>>,
-    /// Each owner's events by (start, id).
-    by_owner: HashMap<UserId, BTreeSet<Key>>,
+    /// Each owner's events by (start, id), with what conflict checks and range queries test.
+    by_owner: HashMap<UserId, BTreeMap<Key, Slot>>,
     /// Reminders neither sent nor skipped, by (due instant, id).
     pending: BTreeSet<Key>,
     /// All events by (end, id), for cleanup.
     by_end: BTreeSet<Key>,
     /// Who may clean up, and until when.
     cleanup_claim: Option<(String, DateTime<Utc>)>,
+}
+
+/// What the owner index keeps of an event: enough to rule it in or out of a conflict or a
+/// listed range without looking the event up (a cache miss per event in a large store), as the
+/// index range reaches back the longest event duration and so spans many events.
+#[derive(Debug, Clone, Copy)]
+struct Slot {
+    span: EventSpan,
+    overlap: OverlapPolicy,
 }
 
 #[derive(Debug)]
@@ -78,17 +87,26 @@ impl MemoryEventRepository {
 }
 
 impl State {
-    /// The first stored event `event` would conflict with, by (start, id).
+    /// The first stored event `event` would conflict with, by (start, id): the rule of
+    /// [`Event::conflicts_with`], read off the owner's index.
     fn conflict(&self, event: &Event) -> Option<EventId> {
+        let overlap = event.details().overlap;
+        if overlap != OverlapPolicy::Reject {
+            // Only two rejecting events conflict.
+            return None;
+        }
         let span = event.span();
+        let uuid = event.id().as_uuid();
         let lower = (span.start() - max_event_duration(), Uuid::nil());
         let upper = (span.end(), Uuid::nil());
-        self.by_owner
+        let ((_, found), _) = self
+            .by_owner
             .get(event.owner())?
             .range((Bound::Excluded(lower), Bound::Excluded(upper)))
-            .filter_map(|(_, uuid)| self.events.get(uuid))
-            .find(|stored| stored.event.conflicts_with(event))
-            .map(|stored| stored.event.id())
+            .find(|((_, other), slot)| {
+                *other != uuid && slot.overlap.conflicts_with(overlap) && slot.span.overlaps(span)
+            })?;
+        self.events.get(found).map(|stored| stored.event.id())
     }
 
     fn add(&mut self, event: Event, reminder: Option<Reminder>) {
@@ -96,7 +114,13 @@ impl State {
         self.by_owner
             .entry(event.owner().clone())
             .or_default()
-            .insert((event.span().start(), uuid));
+            .insert(
+                (event.span().start(), uuid),
+                Slot {
+                    span: *event.span(),
+                    overlap: event.details().overlap,
+                },
+            );
         self.by_end.insert((event.span().end(), uuid));
         if let Some(r) = reminder.filter(|r| !r.settled) {
             self.pending.insert((r.remind_at, uuid));
@@ -246,11 +270,10 @@ impl EventRepository for MemoryEventRepository {
         }
         Ok(starts
             .range((lower, upper))
-            .filter_map(|(_, uuid)| state.events.get(uuid))
-            .map(|stored| &stored.event)
-            .filter(|event| range.overlaps(event.span()))
+            .filter(|(_, slot)| range.overlaps(&slot.span))
+            .filter_map(|((_, uuid), _)| state.events.get(uuid))
             .take(limit as usize)
-            .cloned()
+            .map(|stored| stored.event.clone())
             .collect())
     }
 

@@ -191,6 +191,41 @@ pub async fn overlapping_blocking_events_are_rejected(repo: &dyn EventRepository
         repo.list(&ann, day, None, 100).await.expect("list").len(),
         5
     );
+
+    // A blocking event over a slot only non-blocking events hold is stored.
+    let hold = event(
+        &ann,
+        overlapping(details("Hold", at("2030-03-02T09:00:00Z"), 60)),
+        created(),
+    );
+    insert_ok(repo, &hold).await;
+    insert_ok(
+        repo,
+        &event(
+            &ann,
+            details("Booked", at("2030-03-02T09:00:00Z"), 60),
+            created(),
+        ),
+    )
+    .await;
+    // A blocking event that began days earlier still holds the slot.
+    let trip = event(
+        &ann,
+        details("Trip", at("2030-03-05T00:00:00Z"), 3 * 24 * 60),
+        created(),
+    );
+    insert_ok(repo, &trip).await;
+    let during = event(
+        &ann,
+        details("During the trip", at("2030-03-07T12:00:00Z"), 30),
+        created(),
+    );
+    match repo.insert(&during).await {
+        Err(RepositoryError::SlotBusy { conflicting }) => {
+            assert_eq!(conflicting, Some(trip.id()), "the error names the trip");
+        }
+        other => panic!("an event inside a 3-day blocking event: got {other:?}"),
+    }
 }
 
 /// Of 16 concurrent inserts into one slot, exactly one wins.
