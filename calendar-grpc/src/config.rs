@@ -105,11 +105,14 @@ pub struct Config {
     )]
     pub database_url: Option<String>,
 
-    /// Most PostgreSQL connections in the pool.
+    /// Most PostgreSQL connections in the pool. 16 by default: each create commits (and waits
+    /// for its WAL flush) on a connection of its own, so more connections let more commits share
+    /// a flush; with 32 requests in flight on 2 cores, 16 created 13% more events a second than
+    /// 10 and listed as many.
     #[arg(
         long,
         env = "DATABASE_MAX_CONNECTIONS",
-        default_value_t = 10,
+        default_value_t = 16,
         help_heading = "Storage"
     )]
     pub database_max_connections: u32,
