@@ -105,10 +105,10 @@ pub struct Config {
     )]
     pub database_url: Option<String>,
 
-    /// Most PostgreSQL connections in the pool. 16 by default: each create commits (and waits
-    /// for its WAL flush) on a connection of its own, so more connections let more commits share
-    /// a flush; with 32 requests in flight on 2 cores, 16 created 13% more events a second than
-    /// 10 and listed as many.
+    /// Most PostgreSQL connections in the pool.
+    // 16: each create commits (and waits for its WAL flush) on a connection of its own, so more
+    // connections let more commits share a flush; with 32 requests in flight on 2 cores, 16
+    // created 13% more events a second than 10 and listed as many (README, Performance).
     #[arg(
         long,
         env = "DATABASE_MAX_CONNECTIONS",
