@@ -113,6 +113,7 @@ pub struct Config {
         long,
         env = "DATABASE_MAX_CONNECTIONS",
         default_value_t = 16,
+        value_parser = clap::value_parser!(u32).range(1..),
         help_heading = "Storage"
     )]
     pub database_max_connections: u32,
@@ -311,6 +312,7 @@ mod tests {
         assert_eq!(parsed.log_format, LogFormat::Json);
         for bad in [
             ["--concurrency-limit", "0"],
+            ["--database-max-connections", "0"],
             ["--drain-timeout", "soon"],
             ["--log-format", "xml"],
             ["--listen-addr", "localhost"],
