@@ -91,8 +91,8 @@ impl State {
     /// [`Event::conflicts_with`], read off the owner's index.
     fn conflict(&self, event: &Event) -> Option<EventId> {
         let overlap = event.details().overlap;
-        if overlap != OverlapPolicy::Reject {
-            // Only two rejecting events conflict.
+        if !overlap.conflicts_with(OverlapPolicy::Reject) {
+            // It would not conflict even with a blocking event: with nothing, then.
             return None;
         }
         let span = event.span();

@@ -6,7 +6,7 @@ use chrono::{DateTime, TimeDelta, Utc};
 use futures::future::join_all;
 
 use super::fixtures::{at, details, event, overlapping, user, with_reminder};
-use crate::domain::{Cursor, Event, EventId, ReminderKey, TimeRange, Version};
+use crate::domain::{Cursor, Event, EventDetails, EventId, ReminderKey, TimeRange, Version};
 use crate::ports::{EventRepository, RepositoryError};
 
 fn created() -> DateTime<Utc> {
@@ -16,6 +16,25 @@ fn created() -> DateTime<Utc> {
 async fn insert_ok(repo: &dyn EventRepository, event: &Event) {
     if let Err(error) = repo.insert(event).await {
         panic!("inserting {:?} failed: {error}", event.title());
+    }
+}
+
+/// Inserting `event` fails as [`RepositoryError::SlotBusy`], naming `in_the_way`.
+async fn insert_refused(repo: &dyn EventRepository, event: &Event, in_the_way: &Event) {
+    match repo.insert(event).await {
+        Err(RepositoryError::SlotBusy { conflicting }) => assert_eq!(
+            conflicting,
+            Some(in_the_way.id()),
+            "{:?} {:?}: the error names the event in the way",
+            event.title(),
+            event.span()
+        ),
+        other => panic!(
+            "{:?} {:?} overlaps {:?}: expected SlotBusy, got {other:?}",
+            event.title(),
+            event.span(),
+            in_the_way.title()
+        ),
     }
 }
 
@@ -132,8 +151,11 @@ pub async fn users_are_isolated(repo: &dyn EventRepository) {
 /// Two blocking events of one user may not overlap; back-to-back events and `Allow` events may.
 pub async fn overlapping_blocking_events_are_rejected(repo: &dyn EventRepository) {
     let ann = user("ann");
+    let anns = |details: EventDetails| event(&ann, details, created());
+    let blocking =
+        |title: &str, start: &str, minutes: i64| anns(details(title, at(start), minutes));
     let nine = at("2030-03-01T09:00:00Z");
-    let meeting = event(&ann, details("Meeting", nine, 60), created());
+    let meeting = anns(details("Meeting", nine, 60));
     insert_ok(repo, &meeting).await;
     for (start, minutes) in [
         ("2030-03-01T09:30:00Z", 60),
@@ -141,48 +163,15 @@ pub async fn overlapping_blocking_events_are_rejected(repo: &dyn EventRepository
         ("2030-03-01T08:00:00Z", 180),
         ("2030-03-01T09:00:00Z", 60),
     ] {
-        let clash = event(&ann, details("Clash", at(start), minutes), created());
-        match repo.insert(&clash).await {
-            Err(RepositoryError::SlotBusy { conflicting }) => assert_eq!(
-                conflicting,
-                Some(meeting.id()),
-                "the error names the event in the way"
-            ),
-            other => panic!(
-                "{start} for {minutes} min overlaps the meeting: expected SlotBusy, got {other:?}"
-            ),
-        }
+        let clash = blocking("Clash", start, minutes);
+        insert_refused(repo, &clash, &meeting).await;
     }
+    insert_ok(repo, &blocking("Before", "2030-03-01T08:00:00Z", 60)).await;
+    insert_ok(repo, &blocking("After", "2030-03-01T10:00:00Z", 60)).await;
+    insert_ok(repo, &anns(overlapping(details("Tentative", nine, 60)))).await;
     insert_ok(
         repo,
-        &event(
-            &ann,
-            details("Before", at("2030-03-01T08:00:00Z"), 60),
-            created(),
-        ),
-    )
-    .await;
-    insert_ok(
-        repo,
-        &event(
-            &ann,
-            details("After", at("2030-03-01T10:00:00Z"), 60),
-            created(),
-        ),
-    )
-    .await;
-    insert_ok(
-        repo,
-        &event(&ann, overlapping(details("Tentative", nine, 60)), created()),
-    )
-    .await;
-    insert_ok(
-        repo,
-        &event(
-            &ann,
-            overlapping(details("Also tentative", nine, 30)),
-            created(),
-        ),
+        &anns(overlapping(details("Also tentative", nine, 30))),
     )
     .await;
     let day =
@@ -193,39 +182,14 @@ pub async fn overlapping_blocking_events_are_rejected(repo: &dyn EventRepository
     );
 
     // A blocking event over a slot only non-blocking events hold is stored.
-    let hold = event(
-        &ann,
-        overlapping(details("Hold", at("2030-03-02T09:00:00Z"), 60)),
-        created(),
-    );
+    let hold = anns(overlapping(details("Hold", at("2030-03-02T09:00:00Z"), 60)));
     insert_ok(repo, &hold).await;
-    insert_ok(
-        repo,
-        &event(
-            &ann,
-            details("Booked", at("2030-03-02T09:00:00Z"), 60),
-            created(),
-        ),
-    )
-    .await;
+    insert_ok(repo, &blocking("Booked", "2030-03-02T09:00:00Z", 60)).await;
     // A blocking event that began days earlier still holds the slot.
-    let trip = event(
-        &ann,
-        details("Trip", at("2030-03-05T00:00:00Z"), 3 * 24 * 60),
-        created(),
-    );
+    let trip = blocking("Trip", "2030-03-05T00:00:00Z", 3 * 24 * 60);
     insert_ok(repo, &trip).await;
-    let during = event(
-        &ann,
-        details("During the trip", at("2030-03-07T12:00:00Z"), 30),
-        created(),
-    );
-    match repo.insert(&during).await {
-        Err(RepositoryError::SlotBusy { conflicting }) => {
-            assert_eq!(conflicting, Some(trip.id()), "the error names the trip");
-        }
-        other => panic!("an event inside a 3-day blocking event: got {other:?}"),
-    }
+    let during = blocking("During the trip", "2030-03-07T12:00:00Z", 30);
+    insert_refused(repo, &during, &trip).await;
 }
 
 /// Of 16 concurrent inserts into one slot, exactly one wins.
