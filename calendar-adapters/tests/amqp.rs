@@ -173,6 +173,71 @@ async fn a_thousand_publishes_are_all_confirmed_through_a_small_window() {
     assert_eq!(keys.len(), 1_000, "each message once");
 }
 
+#[tokio::test]
+async fn acknowledgements_in_any_order_and_grouping_never_upset_the_broker() {
+    // A multiple acknowledgement reaching a message still in hand would make the broker close
+    // the channel at that message's own acknowledgement (an unknown tag): a reconnect.
+    let broker = start(config(QueueType::Classic), true).await;
+    let batch: Vec<Notification> = (0..6).map(notification).collect();
+    assert!(broker.publish(&batch).await.iter().all(Result::is_ok));
+    let mut tags = Vec::new();
+    for _ in 0..batch.len() {
+        tags.push(broker.receive().await.unwrap().tag);
+    }
+    for group in [
+        vec![tags[1], tags[3]],
+        vec![tags[0]],
+        vec![tags[5], tags[2]],
+        vec![tags[4]],
+    ] {
+        broker.ack_all(&group).await.unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(broker.reconnects(), 0, "the channel stayed up");
+    assert!(
+        tokio::time::timeout(Duration::from_millis(500), broker.receive())
+            .await
+            .is_err(),
+        "every message acknowledged once"
+    );
+}
+
+#[tokio::test]
+async fn a_prefetch_above_amqps_16_bits_is_honoured_by_several_consumers() {
+    // Two consumers of 32,800 each: every message arrives unacknowledged, one more does not.
+    const PREFETCH: u32 = 65_600;
+    let mut config = config(QueueType::Classic);
+    config.prefetch = PREFETCH;
+    let broker = start(config, true).await;
+    for chunk in 0..(i64::from(PREFETCH) / 1_000 + 1) {
+        let batch: Vec<Notification> = (chunk * 1_000..(chunk + 1) * 1_000)
+            .filter(|i| *i < i64::from(PREFETCH) + 1)
+            .map(notification)
+            .collect();
+        let results = broker.publish(&batch).await;
+        assert!(results.iter().all(Result::is_ok), "every publish confirmed");
+    }
+    let mut first = None;
+    for _ in 0..PREFETCH {
+        let delivery = tokio::time::timeout(Duration::from_secs(10), broker.receive())
+            .await
+            .expect("every message up to the prefetch arrives unacknowledged")
+            .unwrap();
+        first.get_or_insert(delivery.tag);
+    }
+    assert!(
+        tokio::time::timeout(Duration::from_millis(500), broker.receive())
+            .await
+            .is_err(),
+        "no more than the prefetch unacknowledged"
+    );
+    broker.ack(first.unwrap()).await.unwrap();
+    tokio::time::timeout(Duration::from_secs(10), broker.receive())
+        .await
+        .expect("an acknowledgement makes room for the next")
+        .unwrap();
+}
+
 /// A raw connection for reaching around the adapter.
 async fn raw_channel() -> (amqprs::connection::Connection, amqprs::channel::Channel) {
     let connection = amqprs::connection::Connection::open(
@@ -228,6 +293,7 @@ async fn a_lost_connection_is_re_established_and_unsettled_messages_come_back() 
     let sent = notification(1);
     assert!(broker.publish(std::slice::from_ref(&sent)).await[0].is_ok());
     let first = broker.receive().await.unwrap();
+    assert!(broker.is_unsettled(first.tag).await);
 
     close_connection(&name);
     let mut readiness = broker.readiness();
@@ -241,6 +307,10 @@ async fn a_lost_connection_is_re_established_and_unsettled_messages_come_back() 
     );
     assert_eq!(broker.reconnects(), 1);
 
+    assert!(
+        !broker.is_unsettled(first.tag).await,
+        "a message of the lost channel is no longer held"
+    );
     assert!(
         matches!(
             broker.ack(first.tag).await,

@@ -154,7 +154,7 @@ async fn four_concurrent_claimers_claim_ten_thousand_reminders_exactly_once(
         let mut mine = Vec::new();
         loop {
             let batch = repo
-                .claim_due(now, TimeDelta::minutes(5), 100)
+                .claim_due(now, TimeDelta::zero(), TimeDelta::minutes(5), 100)
                 .await
                 .expect("claim");
             if batch.is_empty() {
@@ -190,10 +190,15 @@ async fn four_concurrent_claimers_claim_ten_thousand_reminders_exactly_once(
     let all: Vec<ReminderKey> = seeded.into_iter().collect();
     assert_eq!(repo.mark_sent(&all).await.unwrap(), 10_000);
     assert!(
-        repo.claim_due(now + TimeDelta::days(1), TimeDelta::minutes(5), 100)
-            .await
-            .unwrap()
-            .is_empty()
+        repo.claim_due(
+            now + TimeDelta::days(1),
+            TimeDelta::zero(),
+            TimeDelta::minutes(5),
+            100
+        )
+        .await
+        .unwrap()
+        .is_empty()
     );
     pool.close().await;
 }
@@ -208,7 +213,7 @@ async fn a_claimer_that_dies_leaves_its_reminders_to_be_claimed_after_the_lease(
     // The first claimer takes everything, then dies: it never confirms nor releases.
     let doomed = PostgresEventRepository::new(pool.clone());
     let taken: BTreeSet<ReminderKey> = doomed
-        .claim_due(now, lease, 1_000)
+        .claim_due(now, TimeDelta::zero(), lease, 1_000)
         .await
         .unwrap()
         .iter()
@@ -220,14 +225,19 @@ async fn a_claimer_that_dies_leaves_its_reminders_to_be_claimed_after_the_lease(
     let survivor = repo;
     assert!(
         survivor
-            .claim_due(now + lease - TimeDelta::microseconds(1), lease, 1_000)
+            .claim_due(
+                now + lease - TimeDelta::microseconds(1),
+                TimeDelta::zero(),
+                lease,
+                1_000
+            )
             .await
             .unwrap()
             .is_empty(),
         "not a microsecond before the lease ends"
     );
     let retaken: Vec<ReminderKey> = survivor
-        .claim_due(now + lease, lease, 1_000)
+        .claim_due(now + lease, TimeDelta::zero(), lease, 1_000)
         .await
         .unwrap()
         .iter()
@@ -244,7 +254,7 @@ async fn a_claimer_that_dies_leaves_its_reminders_to_be_claimed_after_the_lease(
     assert_eq!(survivor.mark_sent(&retaken).await.unwrap(), 50);
     assert!(
         survivor
-            .claim_due(now + lease * 10, lease, 1_000)
+            .claim_due(now + lease * 10, TimeDelta::zero(), lease, 1_000)
             .await
             .unwrap()
             .is_empty()
@@ -283,9 +293,14 @@ async fn a_row_that_fails_validation_is_an_internal_error(pool: PgPool) {
     let day = TimeRange::new(at("2030-03-01T00:00:00Z"), at("2030-03-02T00:00:00Z")).unwrap();
     expect_internal(repo.list(&ann, day, None, 10).await.map(drop), "list");
     expect_internal(
-        repo.claim_due(at("2030-03-01T09:00:00Z"), TimeDelta::seconds(30), 10)
-            .await
-            .map(drop),
+        repo.claim_due(
+            at("2030-03-01T09:00:00Z"),
+            TimeDelta::zero(),
+            TimeDelta::seconds(30),
+            10,
+        )
+        .await
+        .map(drop),
         "claim",
     );
 }
@@ -463,7 +478,8 @@ async fn a_closed_pool_is_unavailable(pool: PgPool) {
         Err(RepositoryError::Unavailable(_))
     ));
     assert!(matches!(
-        repo.claim_due(created(), TimeDelta::seconds(30), 10).await,
+        repo.claim_due(created(), TimeDelta::zero(), TimeDelta::seconds(30), 10)
+            .await,
         Err(RepositoryError::Unavailable(_))
     ));
 }

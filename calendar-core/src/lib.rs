@@ -73,9 +73,11 @@
 //! let tick = scheduler.tick().await?;
 //! assert_eq!(tick.published, 1);
 //!
+//! // The sender checks each reminder against the event store before delivering it.
 //! let sender = NotificationSender::new(
 //!     queue,
 //!     Arc::new(MemoryDeliveryLog::new()),
+//!     events,
 //!     Arc::new(Print),
 //!     clock,
 //!     SenderConfig::default(),

@@ -95,10 +95,11 @@ pub async fn run_reminders(
 ) {
     let clock = Arc::new(SystemClock);
     let queue = Arc::new(MemoryQueue::new());
-    let scheduler = ReminderScheduler::new(events, queue.clone(), clock.clone(), scheduler);
+    let scheduler = ReminderScheduler::new(events.clone(), queue.clone(), clock.clone(), scheduler);
     let sender = NotificationSender::new(
         queue,
         Arc::new(MemoryDeliveryLog::new()),
+        events,
         notifier,
         clock,
         sender,

@@ -155,7 +155,7 @@ pub struct Config {
     pub cleanup_interval: Duration,
 
     /// In-process sender: most notifications in hand at once, handled in batches.
-    #[arg(long, env = "CALENDAR_SENDER_CONCURRENCY", default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..), help_heading = "Reminders")]
+    #[arg(long, env = "CALENDAR_SENDER_CONCURRENCY", default_value_t = 1_024, value_parser = clap::value_parser!(u32).range(1..), help_heading = "Reminders")]
     pub sender_concurrency: u32,
 
     /// In-process sender: deliveries of one notification before it is dead-lettered.

@@ -89,6 +89,7 @@ pub async fn run(
             let sender = NotificationSender::new(
                 broker.clone(),
                 Arc::new(PostgresDeliveryLog::new(connections.clone())),
+                Arc::new(PostgresEventRepository::new(connections.clone())),
                 Arc::new(LogNotifier),
                 clock,
                 args.sender_config(),

@@ -5,7 +5,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use calendar_adapters::amqp::{AmqpConfig, QueueType};
+use calendar_adapters::amqp::{AmqpConfig, MAX_PREFETCH, QueueType};
 use calendar_adapters::postgres::PoolSettings;
 use calendar_adapters::service::LogFormat;
 use calendar_adapters::service::duration::parse_duration;
@@ -137,6 +137,11 @@ pub struct SchedulerArgs {
     #[arg(long, env = "CALENDAR_SCHEDULER_BATCH_SIZE", default_value_t = 500, value_parser = clap::value_parser!(u32).range(1..), help_heading = "Scheduler")]
     pub batch_size: u32,
 
+    /// How far ahead of their due instant reminders are published (at most 10m); senders hold
+    /// them until then. 0 publishes each only once due.
+    #[arg(long, env = "CALENDAR_SCHEDULER_LOOK_AHEAD", default_value = "30s", value_parser = parse_look_ahead, help_heading = "Scheduler")]
+    pub look_ahead: Duration,
+
     /// How long a claimed reminder stays leased; unconfirmed ones are claimed again after it.
     #[arg(long, env = "CALENDAR_SCHEDULER_LEASE", default_value = "30s", value_parser = parse_duration, help_heading = "Scheduler")]
     pub lease: Duration,
@@ -177,9 +182,15 @@ pub struct SenderArgs {
     )]
     pub metrics_addr: SocketAddr,
 
-    /// Most notifications in hand at once, handled in batches (at most the prefetch).
-    #[arg(long, env = "CALENDAR_SENDER_CONCURRENCY", default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..), help_heading = "Sender")]
+    /// Most notifications in hand at once, handled in batches.
+    #[arg(long, env = "CALENDAR_SENDER_CONCURRENCY", default_value_t = 1_024, value_parser = clap::value_parser!(u32).range(1..), help_heading = "Sender")]
     pub concurrency: u32,
+
+    /// Most notifications held because they arrived before they fall due (the scheduler's
+    /// look-ahead); with this many held, nothing more is received until one falls due. 0
+    /// delivers early ones on arrival.
+    #[arg(long, env = "CALENDAR_SENDER_MAX_HELD", default_value_t = 100_000, value_parser = clap::value_parser!(u32).range(0..=i64::from(MAX_PREFETCH)), help_heading = "Sender")]
+    pub max_held: u32,
 
     /// Deliveries of one notification before a failing one goes to the dead-letter queue.
     #[arg(long, env = "CALENDAR_SENDER_MAX_ATTEMPTS", default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..), help_heading = "Sender")]
@@ -189,9 +200,10 @@ pub struct SenderArgs {
     #[arg(long, env = "CALENDAR_DELIVERY_RETENTION", default_value = "7d", value_parser = parse_duration, help_heading = "Sender")]
     pub delivery_retention: Duration,
 
-    /// Most unacknowledged messages RabbitMQ sends this process at once.
-    #[arg(long, env = "AMQP_PREFETCH", default_value_t = 256, value_parser = clap::value_parser!(u16).range(1..), help_heading = "Queue")]
-    pub prefetch: u16,
+    /// Most unacknowledged messages RabbitMQ sends this process at once [default:
+    /// --concurrency plus --max-held].
+    #[arg(long, env = "AMQP_PREFETCH", value_parser = clap::value_parser!(u32).range(1..=i64::from(MAX_PREFETCH)), help_heading = "Queue")]
+    pub prefetch: Option<u32>,
 
     /// Delay before a notification whose delivery failed is tried again; doubles per attempt.
     #[arg(long, env = "CALENDAR_RETRY_DELAY", default_value = "1s", value_parser = parse_duration, help_heading = "Sender")]
@@ -205,6 +217,19 @@ pub struct SenderArgs {
 /// A configured duration as a time delta (configured durations are far below its bound).
 fn delta(duration: Duration) -> TimeDelta {
     TimeDelta::from_std(duration).unwrap_or(TimeDelta::MAX)
+}
+
+/// A look-ahead: a duration of at most [`SchedulerConfig::MAX_LOOK_AHEAD`].
+fn parse_look_ahead(text: &str) -> Result<Duration, String> {
+    let look_ahead = parse_duration(text).map_err(|e| e.to_string())?;
+    if delta(look_ahead) > SchedulerConfig::MAX_LOOK_AHEAD {
+        return Err(format!(
+            "{text} is longer than the longest look-ahead, {} minutes: RabbitMQ closes a \
+             channel holding a message unacknowledged for too long",
+            SchedulerConfig::MAX_LOOK_AHEAD.num_minutes()
+        ));
+    }
+    Ok(look_ahead)
 }
 
 impl Config {
@@ -248,6 +273,7 @@ impl SchedulerArgs {
         SchedulerConfig {
             tick_interval: self.tick,
             batch_size: self.batch_size,
+            look_ahead: delta(self.look_ahead),
             lease: delta(self.lease),
             retention: delta(self.retention),
             cleanup_interval: self.cleanup_interval,
@@ -272,15 +298,25 @@ impl SenderArgs {
         SenderConfig {
             max_attempts: self.max_attempts,
             concurrency: usize::try_from(self.concurrency).unwrap_or(usize::MAX),
+            max_held: usize::try_from(self.max_held).unwrap_or(usize::MAX),
             delivery_retention: delta(self.delivery_retention),
             ..SenderConfig::default()
         }
     }
 
+    /// The prefetch: as configured, or room for the notifications in hand and held.
+    pub fn prefetch(&self) -> u32 {
+        self.prefetch.unwrap_or_else(|| {
+            self.concurrency
+                .saturating_add(self.max_held)
+                .min(MAX_PREFETCH)
+        })
+    }
+
     /// The broker connection: consuming (and republishing retries).
     pub fn amqp_config(&self) -> AmqpConfig {
         AmqpConfig {
-            prefetch: self.prefetch,
+            prefetch: self.prefetch(),
             retry_delay: self.retry_delay,
             max_retry_delay: self.max_retry_delay,
             ..self.common.amqp_config("calendar-sender")
@@ -314,6 +350,7 @@ mod tests {
         let defaults = SchedulerConfig::default();
         assert_eq!(scheduler.tick_interval, defaults.tick_interval);
         assert_eq!(scheduler.batch_size, defaults.batch_size);
+        assert_eq!(scheduler.look_ahead, defaults.look_ahead);
         assert_eq!(scheduler.lease, defaults.lease);
         assert_eq!(scheduler.retention, defaults.retention);
         assert_eq!(scheduler.cleanup_interval, defaults.cleanup_interval);
@@ -329,6 +366,7 @@ mod tests {
         let sender = args.sender_config();
         assert_eq!(sender.max_attempts, SenderConfig::default().max_attempts);
         assert_eq!(sender.concurrency, SenderConfig::default().concurrency);
+        assert_eq!(sender.max_held, SenderConfig::default().max_held);
         assert_eq!(
             sender.delivery_retention,
             SenderConfig::default().delivery_retention
@@ -362,6 +400,11 @@ mod tests {
             panic!("a sender");
         };
         assert_eq!(args.sender_config().concurrency, 64);
+        assert_eq!(
+            args.amqp_config().prefetch,
+            64 + 100_000,
+            "room for those in hand and those held"
+        );
         assert_eq!(args.sender_config().delivery_retention, TimeDelta::days(2));
         let amqp = args.amqp_config();
         assert_eq!(
@@ -382,6 +425,10 @@ mod tests {
         }
         assert!(run(&["sender", "--database-url", "x", "--concurrency", "0"]).is_err());
         assert!(run(&["scheduler", "--database-url", "x", "--tick", "soon"]).is_err());
+        assert!(run(&["scheduler", "--database-url", "x", "--look-ahead", "11m"]).is_err());
+        assert!(run(&["scheduler", "--database-url", "x", "--look-ahead", "10m"]).is_ok());
+        assert!(run(&["sender", "--database-url", "x", "--prefetch", "0"]).is_err());
+        assert!(run(&["sender", "--database-url", "x", "--prefetch", "1048561"]).is_err());
         assert!(run(&["dispatcher", "--database-url", "x"]).is_err());
     }
 }

@@ -68,6 +68,9 @@ pub(crate) struct ReminderReport {
     pub(crate) lateness_p90_ms: f64,
     pub(crate) lateness_p99_ms: f64,
     pub(crate) lateness_max_ms: f64,
+    /// Notifications the sender held just before the first due instant (published ahead),
+    /// when its metrics were read.
+    pub(crate) held_before_due: Option<f64>,
 }
 
 /// How to run the scenario.
@@ -149,6 +152,7 @@ pub(crate) async fn run(
         lateness_p90_ms: ms(0.90),
         lateness_p99_ms: ms(0.99),
         lateness_max_ms: ms(1.0),
+        held_before_due: None,
     })
 }
 

@@ -90,6 +90,30 @@ fn ratio(project: f64, ceiling: f64) -> f64 {
     }
 }
 
+/// When the scheduler of a reminders run published.
+#[derive(Debug, Clone, Copy)]
+enum Publishing {
+    /// Up to its default look-ahead before the due instant.
+    Ahead,
+    /// Only once due (look-ahead 0).
+    WhenDue,
+}
+
+impl Publishing {
+    fn words(self, report: &ReminderReport) -> String {
+        match self {
+            Self::Ahead => match report.held_before_due {
+                Some(held) => format!(
+                    "published ahead ({} held by the sender just before due)",
+                    thousands(held)
+                ),
+                None => "published ahead".to_owned(),
+            },
+            Self::WhenDue => "published once due (look-ahead 0)".to_owned(),
+        }
+    }
+}
+
 /// A reminders run's schedule, in words.
 fn schedule(report: &ReminderReport) -> String {
     match report.schedule {
@@ -225,32 +249,43 @@ pub(crate) fn suite_table(suite: &SuiteReport) -> String {
         .amqp_ceiling
         .as_ref()
         .map_or(0.0, |ceiling| ceiling.figures.confirmed_per_second);
-    for run in [&suite.reminders_burst, &suite.reminders_steady]
-        .into_iter()
-        .flatten()
-    {
+    let runs = [
+        (&suite.reminders_burst, Publishing::Ahead),
+        (&suite.reminders_steady, Publishing::Ahead),
+        (&suite.reminders_burst_when_due, Publishing::WhenDue),
+    ];
+    for (run, publishing) in runs {
+        let Some(run) = run else { continue };
         let f = &run.figures;
         let on_time = f.lateness_p99_ms < REMINDER_LATENESS_P99_MS;
-        let (ceiling, ratio_cell, target, met) = match f.schedule {
-            Schedule::Burst { .. } => (
-                format!("amqprs publish {}/s", thousands(broker)),
-                format!("{:.0}%", ratio(f.delivered_per_second, broker) * 100.0),
-                ">= 5,000/s, lateness p99 < 1.5 s",
-                f.delivered_per_second >= REMINDERS_PER_SECOND && on_time,
+        let (ceiling, ratio_cell, target, met) = match (f.schedule, publishing) {
+            // Published ahead, they must be delivered when due.
+            (Schedule::Burst { .. }, Publishing::Ahead) => (
+                String::new(),
+                String::new(),
+                "lateness p99 < 1.5 s",
+                on_time,
             ),
             // A stream at the target rate with every reminder delivered sustains that rate.
-            Schedule::Steady { rate, .. } => (
+            (Schedule::Steady { rate, .. }, _) => (
                 String::new(),
                 String::new(),
                 "5,000/s sustained, lateness p99 < 1.5 s",
                 rate as f64 >= REMINDERS_PER_SECOND && f.delivered >= f.expected && on_time,
             ),
+            // Published only once due: the pipeline's own rate, claim to recorded delivery.
+            (Schedule::Burst { .. }, Publishing::WhenDue) => (
+                format!("amqprs publish {}/s", thousands(broker)),
+                format!("{:.0}%", ratio(f.delivered_per_second, broker) * 100.0),
+                ">= 5,000/s",
+                f.delivered_per_second >= REMINDERS_PER_SECOND,
+            ),
         };
         let lost = f.expected.saturating_sub(f.delivered);
+        let what = format!("{}, {}", schedule(f), publishing.words(f));
         let _ = writeln!(
             out,
-            "| {} (lateness) | {}/s delivered | {ceiling} | {ratio_cell} | {:.0} | {:.0} | {:.0} | max {:.0} | {} | {target} | {} |",
-            schedule(f),
+            "| {what} (lateness) | {}/s delivered | {ceiling} | {ratio_cell} | {:.0} | {:.0} | {:.0} | max {:.0} | {} | {target} | {} |",
             thousands(f.delivered_per_second),
             f.lateness_p50_ms,
             f.lateness_p90_ms,
@@ -263,7 +298,7 @@ pub(crate) fn suite_table(suite: &SuiteReport) -> String {
             },
             verdict(met && lost == 0)
         );
-        cpu_row(&mut cpu, &schedule(f), &run.cpu);
+        cpu_row(&mut cpu, &what, &run.cpu);
     }
     if let Some(ceiling) = &suite.amqp_ceiling {
         cpu_row(

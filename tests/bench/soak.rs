@@ -170,8 +170,9 @@ async fn soak(
     eprintln!("==> calendar-grpc, calendar-worker scheduler and sender");
     let mut server = Server::start(Some(database_url), None).await?;
     let queue = format!("calendar.soak.{}", services::suffix());
-    let mut scheduler = Worker::start("scheduler", database_url, &args.amqp_url, &queue).await?;
-    let mut sender = Worker::start("sender", database_url, &args.amqp_url, &queue).await?;
+    let mut scheduler =
+        Worker::start("scheduler", database_url, &args.amqp_url, &queue, &[]).await?;
+    let mut sender = Worker::start("sender", database_url, &args.amqp_url, &queue, &[]).await?;
     let processes = vec![
         ("calendar-grpc".to_owned(), server.process.id()),
         ("scheduler".to_owned(), scheduler.process.id()),

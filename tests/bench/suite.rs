@@ -7,8 +7,10 @@
 //!    requests, as many pgbench clients).
 //! 3. `calendar-grpc` in memory: `create`.
 //! 4. The broker's ceiling: a bare amqprs publisher with confirms.
-//! 5. `calendar-worker scheduler` and `sender` on a queue of the run's own: reminders all due
-//!    at one instant, then a steady stream.
+//! 5. `calendar-worker scheduler` and `sender` on a queue of the run's own, as configured by
+//!    default (publishing up to 30 s ahead): reminders all due at one instant, then a steady
+//!    stream; then a scheduler publishing only what is due (look-ahead 0) and the burst again,
+//!    for the pipeline's own rate.
 //!
 //! The processes log warnings only (plus the lines that say where they listen, and the
 //! sender's one line per delivered notification, which is its delivery). CPU per process is
@@ -37,6 +39,9 @@ use crate::reminders::{self, ReminderReport, Schedule};
 use crate::report;
 use crate::scenario::{Dataset, Scenario, Stream};
 use crate::seed::{self, SeedReport};
+
+/// How long before the first due instant the sender's held notifications are counted.
+const HELD_SAMPLED_BEFORE_DUE: Duration = Duration::from_millis(200);
 
 /// Longest a process may take to start and get ready.
 const START_TIMEOUT: Duration = Duration::from_secs(60);
@@ -82,8 +87,12 @@ pub(crate) struct SuiteReport {
     pub(crate) mixed: Option<Measured<LoadReport>>,
     pub(crate) create_memory: Option<Measured<LoadReport>>,
     pub(crate) amqp_ceiling: Option<Measured<CeilingReport>>,
+    /// Reminders due at one instant, published ahead by the scheduler's default look-ahead.
     pub(crate) reminders_burst: Option<Measured<ReminderReport>>,
     pub(crate) reminders_steady: Option<Measured<ReminderReport>>,
+    /// Reminders due at one instant, published only once due (look-ahead 0): the pipeline's
+    /// own rate, from claim to recorded delivery.
+    pub(crate) reminders_burst_when_due: Option<Measured<ReminderReport>>,
     /// Duplicates the sender suppressed over both reminder runs (there should be none).
     pub(crate) reminders_duplicates: Option<f64>,
 }
@@ -192,25 +201,30 @@ pub(crate) struct Worker {
 }
 
 impl Worker {
+    /// Starts `calendar-worker <role>` on the database, broker and queue, with `settings`
+    /// (environment variables) on top of its defaults.
     pub(crate) async fn start(
         role: &str,
         database_url: &str,
         amqp_url: &str,
         queue: &str,
+        settings: &[(&str, &str)],
     ) -> anyhow::Result<Self> {
         let sender = role == "sender";
+        let mut environment = vec![
+            ("DATABASE_URL", database_url),
+            ("AMQP_URL", amqp_url),
+            ("CALENDAR_QUEUE", queue),
+            ("CALENDAR_QUEUE_EXPIRES", "5m"),
+            ("CALENDAR_LOG_FORMAT", "json"),
+            ("RUST_LOG", if sender { QUIET_SENDER } else { QUIET }),
+        ];
+        environment.extend_from_slice(settings);
         let process = Process::start_counting(
             &format!("calendar-worker {role}"),
             &binary("calendar-worker")?,
             &[role, "--metrics-addr", "127.0.0.1:0"],
-            &[
-                ("DATABASE_URL", database_url),
-                ("AMQP_URL", amqp_url),
-                ("CALENDAR_QUEUE", queue),
-                ("CALENDAR_QUEUE_EXPIRES", "5m"),
-                ("CALENDAR_LOG_FORMAT", "json"),
-                ("RUST_LOG", if sender { QUIET_SENDER } else { QUIET }),
-            ],
+            &environment,
             sender.then_some(NOTIFICATION_LINE),
         )?;
         let http = process
@@ -564,35 +578,50 @@ async fn reminder_runs(
         cpu,
     });
 
-    step("calendar-worker scheduler and sender");
+    step("calendar-worker scheduler and sender (their defaults: publishing 30 s ahead)");
     let queue = format!("calendar.bench.{suffix}");
-    let scheduler = Worker::start("scheduler", database_url, &plan.amqp_url, &queue).await?;
-    let sender = Worker::start("sender", database_url, &plan.amqp_url, &queue).await?;
-    let groups = cpu::groups(&[
-        ("scheduler", scheduler.process.id()),
-        ("sender", sender.process.id()),
-    ]);
+    let scheduler = Worker::start("scheduler", database_url, &plan.amqp_url, &queue, &[]).await?;
+    let sender = Worker::start("sender", database_url, &plan.amqp_url, &queue, &[]).await?;
     let settings = reminders::Settings {
         users: plan.dataset.users,
         streams: plan.streams,
         lead: plan.lead,
         stall_timeout: Duration::from_secs(30),
     };
+    let burst = Schedule::Burst { count: plan.burst };
     step(&format!("reminders: {} due at one instant", plan.burst));
-    suite.reminders_burst = Some(
-        reminder_run(
-            pool,
-            &groups,
-            Schedule::Burst { count: plan.burst },
-            settings,
-        )
-        .await?,
-    );
+    suite.reminders_burst = Some(reminder_run(pool, &scheduler, &sender, burst, settings).await?);
     if let Some((rate, seconds)) = plan.steady {
         step(&format!("reminders: {rate}/s for {seconds} s"));
-        suite.reminders_steady =
-            Some(reminder_run(pool, &groups, Schedule::Steady { rate, seconds }, settings).await?);
+        suite.reminders_steady = Some(
+            reminder_run(
+                pool,
+                &scheduler,
+                &sender,
+                Schedule::Steady { rate, seconds },
+                settings,
+            )
+            .await?,
+        );
     }
+    let Worker {
+        process: mut scheduler,
+        ..
+    } = scheduler;
+    scheduler.terminate(STOP_TIMEOUT).await?;
+
+    step("calendar-worker scheduler publishing each reminder only once due (look-ahead 0)");
+    let scheduler = Worker::start(
+        "scheduler",
+        database_url,
+        &plan.amqp_url,
+        &queue,
+        &[("CALENDAR_SCHEDULER_LOOK_AHEAD", "0")],
+    )
+    .await?;
+    step(&format!("reminders: {} due at one instant", plan.burst));
+    suite.reminders_burst_when_due =
+        Some(reminder_run(pool, &scheduler, &sender, burst, settings).await?);
     suite.reminders_duplicates = Some(
         sender
             .metric(calendar_core::instruments::NOTIFICATIONS_DUPLICATE)
@@ -615,28 +644,42 @@ async fn reminder_runs(
     Ok(())
 }
 
-/// One reminders run, with CPU sampled from the first due instant to the last delivery.
+/// One reminders run through `scheduler` and `sender`, with CPU sampled from the first due
+/// instant to the last delivery, and the notifications the sender held just before it.
 async fn reminder_run(
     pool: &PgPool,
-    groups: &[Group],
+    scheduler: &Worker,
+    sender: &Worker,
     schedule: Schedule,
     settings: reminders::Settings,
 ) -> anyhow::Result<Measured<ReminderReport>> {
+    let groups = cpu::groups(&[
+        ("scheduler", scheduler.process.id()),
+        ("sender", sender.process.id()),
+    ]);
     // The sampler starts when the reminders fall due and stops when the run returns.
     let due_in = settings.lead;
-    let groups_for_sampler = groups.to_vec();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let sampler = tokio::spawn(async move {
         tokio::time::sleep(due_in).await;
-        let before = Snapshot::take(&groups_for_sampler);
+        let before = Snapshot::take(&groups);
         let _ = stopped.await;
-        Usage::between(&before, &Snapshot::take(&groups_for_sampler))
+        Usage::between(&before, &Snapshot::take(&groups))
     });
-    let figures = reminders::run(pool, schedule, settings).await?;
+    let held = async {
+        tokio::time::sleep(due_in.saturating_sub(HELD_SAMPLED_BEFORE_DUE)).await;
+        sender
+            .metric(calendar_core::instruments::NOTIFICATIONS_HELD)
+            .await
+    };
+    let (figures, held) = tokio::join!(reminders::run(pool, schedule, settings), held);
+    let mut figures = figures?;
+    figures.held_before_due = Some(held?);
     let _ = stop.send(());
     let cpu = sampler.await.context("the CPU sampler")?;
     eprintln!(
-        "    {} of {} delivered, {:.0}/s, lateness p50 {:.0} ms, p99 {:.0} ms; {}",
+        "    {} held before due; {} of {} delivered, {:.0}/s, lateness p50 {:.0} ms, p99 {:.0} ms; {}",
+        figures.held_before_due.unwrap_or_default(),
         figures.delivered,
         figures.expected,
         figures.delivered_per_second,

@@ -35,8 +35,11 @@ pub struct AmqpConfig {
     pub queue: String,
     /// Classic or quorum queues.
     pub queue_type: QueueType,
-    /// Most unacknowledged messages the broker sends this consumer at once.
-    pub prefetch: u16,
+    /// Most unacknowledged messages the broker sends this consumer at once: the sender's
+    /// messages in hand plus those it holds until they fall due. AMQP counts a prefetch in 16
+    /// bits, so above 65,535 the adapter consumes with several consumers on one channel,
+    /// sharing it. At most [`MAX_PREFETCH`].
+    pub prefetch: u32,
     /// Most published messages awaiting the broker's confirmation at once.
     pub max_in_flight: usize,
     /// How long a publish waits for its confirmation before it counts as failed.
@@ -58,15 +61,15 @@ pub struct AmqpConfig {
 }
 
 impl Default for AmqpConfig {
-    /// The local broker's guest account, queue `calendar.reminders` (classic), prefetch 256,
-    /// 1,024 in flight, 10 s confirm timeout, retries after 1 s doubling to 5 min, reconnects
+    /// The local broker's guest account, queue `calendar.reminders` (classic), prefetch
+    /// 101,024 (the sender's default 1,024 in hand and 100,000 held), 1,024 in flight, 10 s confirm timeout, retries after 1 s doubling to 5 min, reconnects
     /// after 100 ms doubling to 10 s.
     fn default() -> Self {
         Self {
             url: "amqp://guest:guest@127.0.0.1:5672/%2f".to_owned(),
             queue: "calendar.reminders".to_owned(),
             queue_type: QueueType::Classic,
-            prefetch: 256,
+            prefetch: 101_024,
             max_in_flight: 1_024,
             confirm_timeout: Duration::from_secs(10),
             retry_delay: Duration::from_secs(1),
@@ -92,7 +95,16 @@ pub enum AmqpConfigError {
     /// A count or duration is zero.
     #[error("{0} must be positive")]
     NotPositive(&'static str),
+    /// The prefetch is above [`MAX_PREFETCH`].
+    #[error("prefetch must be at most {MAX_PREFETCH}, got {0}")]
+    Prefetch(u32),
 }
+
+/// The largest prefetch: 16 consumers of AMQP's largest prefetch each.
+pub const MAX_PREFETCH: u32 = 16 * PREFETCH_PER_CONSUMER;
+
+/// AMQP's largest prefetch for one consumer (a 16-bit count).
+pub(super) const PREFETCH_PER_CONSUMER: u32 = u16::MAX as u32;
 
 impl AmqpConfig {
     /// The configuration with `url` and defaults for the rest.
@@ -103,6 +115,15 @@ impl AmqpConfig {
         }
     }
 
+    /// How many consumers share the prefetch, and the prefetch of each: the fewest consumers
+    /// whose 16-bit prefetches add up to at least [`prefetch`](Self::prefetch).
+    pub(super) fn consumers(&self) -> (u32, u16) {
+        let prefetch = self.prefetch.clamp(1, MAX_PREFETCH);
+        let consumers = prefetch.div_ceil(PREFETCH_PER_CONSUMER);
+        let each = prefetch.div_ceil(consumers);
+        (consumers, u16::try_from(each).unwrap_or(u16::MAX))
+    }
+
     /// Checks the configuration without connecting.
     pub fn validate(&self) -> Result<(), AmqpConfigError> {
         self.connection_arguments()?;
@@ -111,6 +132,9 @@ impl AmqpConfig {
             && self.queue.bytes().all(|b| b.is_ascii_graphic());
         if !name_ok {
             return Err(AmqpConfigError::QueueName(self.queue.clone()));
+        }
+        if self.prefetch > MAX_PREFETCH {
+            return Err(AmqpConfigError::Prefetch(self.prefetch));
         }
         for (name, zero) in [
             ("prefetch", self.prefetch == 0),
@@ -300,6 +324,36 @@ mod tests {
             config.validate(),
             Err(AmqpConfigError::NotPositive("prefetch"))
         );
+        let config = AmqpConfig {
+            prefetch: MAX_PREFETCH + 1,
+            ..AmqpConfig::default()
+        };
+        assert_eq!(
+            config.validate(),
+            Err(AmqpConfigError::Prefetch(MAX_PREFETCH + 1))
+        );
+        let config = AmqpConfig {
+            prefetch: MAX_PREFETCH,
+            ..AmqpConfig::default()
+        };
+        assert_eq!(config.validate(), Ok(()));
+    }
+
+    #[test]
+    fn a_prefetch_is_shared_by_as_few_consumers_as_amqp_allows() {
+        let split = |prefetch| {
+            AmqpConfig {
+                prefetch,
+                ..AmqpConfig::default()
+            }
+            .consumers()
+        };
+        assert_eq!(split(1), (1, 1));
+        assert_eq!(split(256), (1, 256));
+        assert_eq!(split(65_535), (1, 65_535));
+        assert_eq!(split(65_536), (2, 32_768));
+        assert_eq!(split(101_024), (2, 50_512));
+        assert_eq!(split(MAX_PREFETCH), (16, 65_535));
     }
 
     #[test]

@@ -20,8 +20,9 @@
 //!   [`AmqpConfig::max_in_flight`] unconfirmed. A publish is `Ok` only once the broker confirmed
 //!   it; a negative confirm, an unroutable return, a timeout or a lost connection is an error the
 //!   scheduler sees (and retries: the sender deduplicates).
-//! - Consuming: manual acknowledgements with a prefetch; a message is acknowledged only when the
-//!   sender settles it. A retry republishes the message to `Q.retry` with its attempt number
+//! - Consuming: manual acknowledgements with a prefetch (above AMQP's 16-bit limit, shared by
+//!   several consumers on the channel); a message is acknowledged only when the sender settles
+//!   it. A retry republishes the message to `Q.retry` with its attempt number
 //!   and a delay that doubles per attempt, then acknowledges the original; a dead letter is
 //!   rejected into `Q.dead`. An unsettled message is redelivered by the broker if the connection
 //!   drops.
@@ -37,10 +38,10 @@
 mod config;
 mod confirms;
 mod session;
+mod unsettled;
 
-pub use config::{AmqpConfig, AmqpConfigError, QueueType};
+pub use config::{AmqpConfig, AmqpConfigError, MAX_PREFETCH, QueueType};
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -59,6 +60,7 @@ use tracing::{info, warn};
 
 use self::confirms::Route;
 use self::session::Session;
+use self::unsettled::{Unsettled, UnsettledMessages, acknowledgements};
 use crate::sync::lock;
 
 /// The header carrying the schema version of the body.
@@ -102,20 +104,10 @@ struct Shared {
     /// Bounds the unconfirmed publishes across reconnects.
     in_flight: Arc<Semaphore>,
     /// Received messages not yet settled, by the tag handed to the sender.
-    unsettled: Mutex<HashMap<u64, Unsettled>>,
+    unsettled: Mutex<UnsettledMessages>,
     next_tag: AtomicU64,
     reconnects: AtomicU64,
     shutdown: CancellationToken,
-}
-
-/// A received message, until the sender settles it.
-struct Unsettled {
-    /// The session it arrived on: its broker tag means nothing on another.
-    generation: u64,
-    broker_tag: u64,
-    properties: BasicProperties,
-    body: Vec<u8>,
-    attempt: u32,
 }
 
 impl AmqpBroker {
@@ -133,7 +125,7 @@ impl AmqpBroker {
             consume,
             session: RwLock::new(None),
             ready,
-            unsettled: Mutex::new(HashMap::new()),
+            unsettled: Mutex::new(UnsettledMessages::default()),
             next_tag: AtomicU64::new(0),
             reconnects: AtomicU64::new(0),
             shutdown: CancellationToken::new(),
@@ -258,10 +250,16 @@ impl Shared {
             .finish()
     }
 
-    fn take_unsettled(&self, tag: DeliveryTag) -> Result<Unsettled, SourceError> {
-        lock(&self.unsettled)
-            .remove(&tag.get())
-            .ok_or(SourceError::UnknownDelivery(tag))
+    /// Takes a message out of the unsettled ones to settle it; it keeps its place in the
+    /// broker's order until the returned guard is dropped, after its settling was sent.
+    fn take_unsettled(&self, tag: DeliveryTag) -> Result<Settling<'_>, SourceError> {
+        let message = lock(&self.unsettled)
+            .take(tag.get())
+            .ok_or(SourceError::UnknownDelivery(tag))?;
+        Ok(Settling {
+            shared: self,
+            message,
+        })
     }
 
     /// The session a message arrived on, if it is still the live one.
@@ -275,6 +273,32 @@ impl Shared {
             // The channel it came on is gone, and the broker requeued the message with it.
             _ => Err(SourceError::UnknownDelivery(tag)),
         }
+    }
+}
+
+/// A message taken out to be settled: dropped once its settling has been sent (or failed).
+struct Settling<'a> {
+    shared: &'a Shared,
+    message: Unsettled,
+}
+
+impl std::ops::Deref for Settling<'_> {
+    type Target = Unsettled;
+
+    fn deref(&self) -> &Unsettled {
+        &self.message
+    }
+}
+
+impl std::ops::DerefMut for Settling<'_> {
+    fn deref_mut(&mut self) -> &mut Unsettled {
+        &mut self.message
+    }
+}
+
+impl Drop for Settling<'_> {
+    fn drop(&mut self) {
+        lock(&self.shared.unsettled).sent(self.message.generation, self.message.broker_tag);
     }
 }
 
@@ -362,6 +386,64 @@ impl NotificationSource for AmqpBroker {
         Ok(delivery)
     }
 
+    async fn is_unsettled(&self, tag: DeliveryTag) -> bool {
+        let live = self.shared.session().await.ok().map(|s| s.generation());
+        let mut unsettled = lock(&self.shared.unsettled);
+        match unsettled.get(tag.get()) {
+            Some(message) if Some(message.generation) == live => true,
+            Some(_) => {
+                // Its channel is gone and the broker requeued it: forget this copy.
+                if let Some(message) = unsettled.take(tag.get()) {
+                    unsettled.sent(message.generation, message.broker_tag);
+                }
+                false
+            }
+            None => false,
+        }
+    }
+
+    /// One acknowledgement with `multiple` for the tags below every message still unsettled
+    /// (or not yet received) on the channel, one each for the others.
+    async fn ack_all(&self, tags: &[DeliveryTag]) -> Result<(), SourceError> {
+        let session = self.shared.session().await.ok();
+        let generation = session.as_ref().map(|s| s.generation());
+        let mut first_error = None;
+        let (taken, bound) = {
+            let mut unsettled = lock(&self.shared.unsettled);
+            let mut taken = Vec::with_capacity(tags.len());
+            for tag in tags {
+                match unsettled.take(tag.get()) {
+                    Some(message) if Some(message.generation) == generation => {
+                        taken.push(message.broker_tag);
+                    }
+                    // Of a lost channel: the broker requeued it.
+                    Some(message) => {
+                        unsettled.sent(message.generation, message.broker_tag);
+                        first_error.get_or_insert(SourceError::UnknownDelivery(*tag));
+                    }
+                    None => {
+                        first_error.get_or_insert(SourceError::UnknownDelivery(*tag));
+                    }
+                }
+            }
+            taken.sort_unstable();
+            let bound = generation.map_or(0, |g| unsettled.first_not_settled(g, &taken));
+            (taken, bound)
+        };
+        let sent = match (session, generation) {
+            (Some(session), Some(generation)) if !taken.is_empty() => {
+                let sent = send_acks(&session, &taken, bound).await;
+                let mut unsettled = lock(&self.shared.unsettled);
+                for broker_tag in &taken {
+                    unsettled.sent(generation, *broker_tag);
+                }
+                sent
+            }
+            _ => Ok(()),
+        };
+        sent.and(first_error.map_or(Ok(()), Err))
+    }
+
     async fn ack(&self, tag: DeliveryTag) -> Result<(), SourceError> {
         let message = self.shared.take_unsettled(tag)?;
         let session = self.shared.session_of(tag, &message).await?;
@@ -373,7 +455,7 @@ impl NotificationSource for AmqpBroker {
     }
 
     async fn retry(&self, tag: DeliveryTag) -> Result<(), SourceError> {
-        let message = self.shared.take_unsettled(tag)?;
+        let mut message = self.shared.take_unsettled(tag)?;
         let session = self.shared.session_of(tag, &message).await?;
         let next = message.attempt.saturating_add(1);
         let delay = self.shared.config.retry_delay(message.attempt);
@@ -386,7 +468,7 @@ impl NotificationSource for AmqpBroker {
         let consumer = session.consumer()?;
         match self
             .shared
-            .publish(Route::Retry, properties, message.body)
+            .publish(Route::Retry, properties, std::mem::take(&mut message.body))
             .await
         {
             Ok(()) => consumer
@@ -421,6 +503,27 @@ impl NotificationSource for AmqpBroker {
             .await
             .map_err(|e| SourceError::Unavailable(e.into()))
     }
+}
+
+/// Acknowledges `taken` (sorted broker tags of `session`): in one acknowledgement with
+/// `multiple` those below `bound`, one by one the others.
+async fn send_acks(session: &Session, taken: &[u64], bound: u64) -> Result<(), SourceError> {
+    let (multiple, single) = acknowledgements(taken, bound);
+    let consumer = session.consumer()?;
+    let unavailable = |e: amqprs::error::Error| SourceError::Unavailable(e.into());
+    if let Some(up_to) = multiple {
+        consumer
+            .basic_ack(BasicAckArguments::new(up_to, true))
+            .await
+            .map_err(unavailable)?;
+    }
+    for broker_tag in single {
+        consumer
+            .basic_ack(BasicAckArguments::new(broker_tag, false))
+            .await
+            .map_err(unavailable)?;
+    }
+    Ok(())
 }
 
 /// The attempt a message is on: our retry header, or for a quorum queue's redeliveries after

@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::task::Poll;
 
 use amqprs::callbacks::{ChannelCallback, ConnectionCallback};
 use amqprs::channel::{
@@ -61,7 +62,9 @@ pub(super) struct Session {
     /// publish under this lock.
     publishing: Mutex<()>,
     consumer: Option<Channel>,
-    messages: Option<Mutex<UnboundedReceiver<ConsumerMessage>>>,
+    /// One receiver per consumer on the consuming channel (several share a prefetch above
+    /// AMQP's 16-bit limit).
+    messages: Option<Mutex<Vec<UnboundedReceiver<ConsumerMessage>>>>,
     /// Signalled by the callbacks when the broker closes the connection or a channel.
     lost: Arc<Notify>,
 }
@@ -103,18 +106,28 @@ impl Session {
                     confirms: None,
                 })
                 .await?;
+            // Not global: the prefetch applies to each consumer started after it.
+            let (consumers, each) = config.consumers();
             channel
-                .basic_qos(BasicQosArguments::new(0, config.prefetch, false))
+                .basic_qos(BasicQosArguments::new(0, each, false))
                 .await?;
-            let tag = format!("{}-{generation}", config.connection_name);
-            let (_, messages) = channel
-                .basic_consume_rx(
-                    BasicConsumeArguments::new(&names.queue, &tag)
-                        .manual_ack(true)
-                        .finish(),
-                )
-                .await?;
-            (Some(channel), Some(Mutex::new(messages)))
+            let mut receivers = Vec::new();
+            for consumer in 1..=consumers {
+                let tag = if consumer == 1 {
+                    format!("{}-{generation}", config.connection_name)
+                } else {
+                    format!("{}-{generation}-{consumer}", config.connection_name)
+                };
+                let (_, messages) = channel
+                    .basic_consume_rx(
+                        BasicConsumeArguments::new(&names.queue, &tag)
+                            .manual_ack(true)
+                            .finish(),
+                    )
+                    .await?;
+                receivers.push(messages);
+            }
+            (Some(channel), Some(Mutex::new(receivers)))
         } else {
             (None, None)
         };
@@ -185,10 +198,18 @@ impl Session {
             .as_ref()
             .ok_or_else(|| SourceError::Unavailable("not consuming".into()))?;
         let mut messages = messages.lock().await;
-        let mut message = messages
-            .recv()
-            .await
-            .ok_or_else(|| SourceError::Unavailable("the consuming channel closed".into()))?;
+        // Whichever consumer has a message; polling a receiver loses nothing when this future
+        // is dropped, so it stays cancel safe.
+        let mut message = std::future::poll_fn(|cx| {
+            for receiver in messages.iter_mut() {
+                if let Poll::Ready(message) = receiver.poll_recv(cx) {
+                    return Poll::Ready(message);
+                }
+            }
+            Poll::Pending
+        })
+        .await
+        .ok_or_else(|| SourceError::Unavailable("the consuming channel closed".into()))?;
         match (
             message.deliver.take(),
             message.basic_properties.take(),

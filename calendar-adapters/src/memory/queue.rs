@@ -156,8 +156,22 @@ impl NotificationSource for MemoryQueue {
         }
     }
 
+    async fn is_unsettled(&self, tag: DeliveryTag) -> bool {
+        lock(&self.state).unsettled.contains_key(&tag.get())
+    }
+
     async fn ack(&self, tag: DeliveryTag) -> Result<(), SourceError> {
         self.settle(tag).map(drop)
+    }
+
+    async fn ack_all(&self, tags: &[DeliveryTag]) -> Result<(), SourceError> {
+        let mut first_error = None;
+        for tag in tags {
+            if let Err(error) = self.settle(*tag) {
+                first_error.get_or_insert(error);
+            }
+        }
+        first_error.map_or(Ok(()), Err)
     }
 
     async fn retry(&self, tag: DeliveryTag) -> Result<(), SourceError> {

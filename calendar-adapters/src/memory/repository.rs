@@ -1,4 +1,4 @@
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::ops::Bound;
 use std::sync::Mutex;
 
@@ -280,13 +280,19 @@ impl EventRepository for MemoryEventRepository {
     async fn claim_due(
         &self,
         now: DateTime<Utc>,
+        ahead: TimeDelta,
         lease: TimeDelta,
         limit: u32,
     ) -> Result<Vec<Notification>, RepositoryError> {
+        let due_by = now.checked_add_signed(ahead).ok_or_else(|| {
+            RepositoryError::Internal(
+                format!("look-ahead {ahead} from {now} is out of range").into(),
+            )
+        })?;
         let mut state = lock(&self.state);
         let due: Vec<Uuid> = state
             .pending
-            .range(..=(now, Uuid::max()))
+            .range(..=(due_by, Uuid::max()))
             .map(|(_, uuid)| *uuid)
             .filter(|uuid| {
                 state
@@ -307,6 +313,25 @@ impl EventRepository for MemoryEventRepository {
             }
         }
         Ok(claimed)
+    }
+
+    async fn current_reminders(
+        &self,
+        reminders: &[ReminderKey],
+    ) -> Result<Vec<Notification>, RepositoryError> {
+        let state = lock(&self.state);
+        let mut seen = HashSet::with_capacity(reminders.len());
+        Ok(reminders
+            .iter()
+            .filter(|key| seen.insert(**key))
+            .filter_map(|key| {
+                let stored = state.events.get(&key.event_id.as_uuid())?;
+                stored
+                    .reminder
+                    .filter(|r| r.remind_at == key.remind_at)
+                    .and_then(|_| stored.event.notification())
+            })
+            .collect())
     }
 
     async fn mark_sent(&self, reminders: &[ReminderKey]) -> Result<u64, RepositoryError> {

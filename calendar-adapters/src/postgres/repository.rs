@@ -1,5 +1,7 @@
 //! [`EventRepository`] on PostgreSQL.
 
+use std::collections::HashSet;
+
 use async_trait::async_trait;
 use calendar_core::limits::{max_event_duration, to_micros};
 use calendar_core::{
@@ -360,11 +362,17 @@ impl EventRepository for PostgresEventRepository {
     async fn claim_due(
         &self,
         now: DateTime<Utc>,
+        ahead: TimeDelta,
         lease: TimeDelta,
         limit: u32,
     ) -> Result<Vec<Notification>, RepositoryError> {
         let leased_until = now.checked_add_signed(lease).ok_or_else(|| {
             RepositoryError::Internal(format!("lease {lease} from {now} is out of range").into())
+        })?;
+        let due_by = now.checked_add_signed(ahead).ok_or_else(|| {
+            RepositoryError::Internal(
+                format!("look-ahead {ahead} from {now} is out of range").into(),
+            )
         })?;
         // SKIP LOCKED: concurrent claimers step over the rows another is claiming right now
         // instead of waiting for it, and the lease keeps them off once that claim commits.
@@ -381,7 +389,7 @@ impl EventRepository for PostgresEventRepository {
                 SELECT id FROM events
                 WHERE reminder_state = 'pending'
                   AND remind_at <= (SELECT $1::timestamptz)
-                  AND (reminder_leased_until IS NULL OR reminder_leased_until <= $1)
+                  AND (reminder_leased_until IS NULL OR reminder_leased_until <= $4)
                 ORDER BY remind_at, id
                 LIMIT $2
                 FOR UPDATE SKIP LOCKED
@@ -393,10 +401,11 @@ impl EventRepository for PostgresEventRepository {
                       events.start_at, events.end_at, events.overlap_policy, events.remind_at,
                       events.version, events.created_at, events.updated_at
             "#,
-            to_micros(now),
+            to_micros(due_by),
             i64::from(limit),
             // Rounded up, so that a lease never ends before the caller asked.
             micros_ceil(leased_until),
+            to_micros(now),
         )
         .fetch_all(&mut *connection)
         .await;
@@ -404,16 +413,46 @@ impl EventRepository for PostgresEventRepository {
         let rows = rows.map_err(repository_error)?;
         let mut claimed = rows
             .into_iter()
-            .map(|row| {
-                let id = row.id;
-                row.into_event()?
-                    .notification()
-                    .ok_or_else(|| invalid(id, "remind_at", "claimed without a reminder").into())
-            })
+            .map(EventRow::into_notification)
             .collect::<Result<Vec<_>, RepositoryError>>()?;
         // RETURNING keeps no order: give the earliest due first, as claimed.
         claimed.sort_by_key(|notification| (notification.remind_at(), notification.event_id()));
         Ok(claimed)
+    }
+
+    async fn current_reminders(
+        &self,
+        reminders: &[ReminderKey],
+    ) -> Result<Vec<Notification>, RepositoryError> {
+        if reminders.is_empty() {
+            return Ok(Vec::new());
+        }
+        // Each key once, so that each is answered once; each is one primary-key lookup.
+        let mut seen = HashSet::with_capacity(reminders.len());
+        let unique: Vec<ReminderKey> = reminders
+            .iter()
+            .copied()
+            .filter(|key| seen.insert(*key))
+            .collect();
+        let (ids, instants) = unzip_keys(&unique);
+        let mut connection = self.connection().await?;
+        let rows = sqlx::query_as!(
+            EventRow,
+            r#"
+            SELECT events.id, events.user_id, events.title, events.description,
+                   events.start_at, events.end_at, events.overlap_policy, events.remind_at,
+                   events.version, events.created_at, events.updated_at
+            FROM UNNEST($1::uuid[], $2::timestamptz[]) AS asked (id, remind_at)
+            JOIN events ON events.id = asked.id AND events.remind_at = asked.remind_at
+            "#,
+            &ids,
+            &instants,
+        )
+        .fetch_all(&mut *connection)
+        .await;
+        connection.finish(&rows);
+        let rows = rows.map_err(repository_error)?;
+        rows.into_iter().map(EventRow::into_notification).collect()
     }
 
     async fn mark_sent(&self, reminders: &[ReminderKey]) -> Result<u64, RepositoryError> {
@@ -531,6 +570,14 @@ struct EventRow {
 }
 
 impl EventRow {
+    /// The notification of the reminder of an event read for it (by its reminder instant).
+    fn into_notification(self) -> Result<Notification, RepositoryError> {
+        let id = self.id;
+        self.into_event()?
+            .notification()
+            .ok_or_else(|| invalid(id, "remind_at", "read for its reminder, without one").into())
+    }
+
     /// The event, rebuilt through calendar-core's validating constructors.
     fn into_event(self) -> Result<Event, RepositoryError> {
         let row = self.id;

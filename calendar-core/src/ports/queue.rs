@@ -105,8 +105,22 @@ pub trait NotificationSource: Send + Sync {
     /// safe: dropping the future loses no message.
     async fn receive(&self) -> Result<Delivery, SourceError>;
 
+    /// Whether `tag` still names a message this source can settle.
+    ///
+    /// MUST return `false` once the message is settled, and once the source has lost it (the
+    /// connection it arrived on dropped: the broker then delivers it again, under another tag).
+    /// The sender asks before handling a message it held back until its due instant.
+    async fn is_unsettled(&self, tag: DeliveryTag) -> bool;
+
     /// Settles a message as handled: it is never delivered again.
     async fn ack(&self, tag: DeliveryTag) -> Result<(), SourceError>;
+
+    /// Settles messages as handled, as [`ack`](Self::ack) of each would, in one go where the
+    /// queue allows.
+    ///
+    /// MUST settle every tag it can, and return the first failure:
+    /// [`SourceError::UnknownDelivery`] for a tag it could not settle.
+    async fn ack_all(&self, tags: &[DeliveryTag]) -> Result<(), SourceError>;
 
     /// Returns a message to the queue, to be delivered again with `attempt` one higher.
     async fn retry(&self, tag: DeliveryTag) -> Result<(), SourceError>;

@@ -94,17 +94,33 @@ pub trait EventRepository: Send + Sync {
         limit: u32,
     ) -> Result<Vec<Event>, RepositoryError>;
 
-    /// Claims up to `limit` due reminders: due at or before `now`, neither sent nor skipped, and
-    /// not leased (or with a lease that ended at or before `now`); earliest due first. Each is
-    /// leased until `now + lease`, so concurrent claimers never get the same reminder while the
-    /// lease runs, and a claimer that dies leaves it to be claimed again after the lease.
+    /// Claims up to `limit` reminders due by `now + ahead` (`ahead` >= 0: the scheduler's
+    /// look-ahead, so that reminders reach the senders before they fall due): neither sent nor
+    /// skipped, and not leased (or with a lease that ended at or before `now`); earliest due
+    /// first. Each is leased until `now + lease`, so concurrent claimers never get the same
+    /// reminder while the lease runs, and a claimer that dies leaves it to be claimed again
+    /// after the lease.
     ///
     /// MUST return the notifications of the claimed reminders, built from the events as stored.
     async fn claim_due(
         &self,
         now: DateTime<Utc>,
+        ahead: TimeDelta,
         lease: TimeDelta,
         limit: u32,
+    ) -> Result<Vec<Notification>, RepositoryError>;
+
+    /// The reminders among `reminders` that their events still want sent as keyed: the event
+    /// exists and its reminder falls due at the key's instant (whatever its state). The sender
+    /// asks just before delivering, so that a reminder published before its event was deleted,
+    /// or before its reminder moved, is not delivered.
+    ///
+    /// MUST return the notification of each such reminder, built from the event as stored now
+    /// (its current title and start), once per key and in no particular order; keys of deleted
+    /// events and of moved or removed reminders are left out.
+    async fn current_reminders(
+        &self,
+        reminders: &[ReminderKey],
     ) -> Result<Vec<Notification>, RepositoryError>;
 
     /// Marks reminders as sent: they are never claimed again. A key whose event is gone, or

@@ -49,6 +49,8 @@ macro_rules! repository_contract_tests {
             list_pages_without_gaps_or_duplicates_under_inserts,
             claim_due_leases_each_reminder,
             claim_due_respects_limit_and_order,
+            claim_due_looks_ahead,
+            current_reminders_are_those_still_armed,
             released_and_skipped_reminders,
             update_rearms_and_delete_cancels_reminders,
             concurrent_claimers_never_share_a_reminder,
@@ -83,6 +85,7 @@ macro_rules! queue_contract_tests {
             dead_lettered_message_is_not_redelivered,
             undecodable_message_arrives_as_a_decode_error,
             settling_twice_is_refused,
+            acknowledging_together_settles_each,
             receive_waits_for_a_message,
         }
     };

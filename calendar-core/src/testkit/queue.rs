@@ -168,11 +168,17 @@ pub async fn undecodable_message_arrives_as_a_decode_error(fixture: &dyn QueueFi
     fixture.source().ack(delivery.tag).await.expect("ack");
 }
 
-/// A message is settled once: settling it again is refused, and the source keeps working.
+/// A message is unsettled until settled, and settled once: settling it again is refused, and
+/// the source keeps working.
 pub async fn settling_twice_is_refused(fixture: &dyn QueueFixture) {
     publish_ok(fixture, &[notification(4), notification(5)]).await;
     let first = receive(fixture).await;
+    assert!(
+        fixture.source().is_unsettled(first.tag).await,
+        "received, not yet settled"
+    );
     fixture.source().ack(first.tag).await.expect("ack");
+    assert!(!fixture.source().is_unsettled(first.tag).await, "settled");
     for (what, result) in [
         ("ack", fixture.source().ack(first.tag).await),
         ("retry", fixture.source().retry(first.tag).await),
@@ -193,6 +199,52 @@ pub async fn settling_twice_is_refused(fixture: &dyn QueueFixture) {
         .ack(second.tag)
         .await
         .expect("the source still works");
+}
+
+/// Messages acknowledged together are each settled, whatever lies between them; a tag
+/// acknowledged again is refused.
+pub async fn acknowledging_together_settles_each(fixture: &dyn QueueFixture) {
+    publish_ok(
+        fixture,
+        &[notification(7), notification(8), notification(9)],
+    )
+    .await;
+    let (first, second, third) = (
+        receive(fixture).await,
+        receive(fixture).await,
+        receive(fixture).await,
+    );
+    // The second stays in hand, between the two acknowledged.
+    fixture
+        .source()
+        .ack_all(&[first.tag, third.tag])
+        .await
+        .expect("ack all");
+    assert!(!fixture.source().is_unsettled(first.tag).await);
+    assert!(
+        fixture.source().is_unsettled(second.tag).await,
+        "not acknowledged"
+    );
+    assert!(!fixture.source().is_unsettled(third.tag).await);
+    let again = fixture.source().ack_all(&[first.tag, second.tag]).await;
+    assert!(
+        matches!(again, Err(SourceError::UnknownDelivery(tag)) if tag == first.tag),
+        "an acknowledged tag is refused, got {again:?}"
+    );
+    assert!(
+        !fixture.source().is_unsettled(second.tag).await,
+        "the tag it could settle was settled"
+    );
+    assert_nothing_arrives(fixture, "all three were acknowledged").await;
+    let later = notification(10);
+    publish_ok(fixture, std::slice::from_ref(&later)).await;
+    let delivery = receive(fixture).await;
+    assert_eq!(
+        delivery.message.as_ref().ok(),
+        Some(&later),
+        "the source keeps working"
+    );
+    fixture.source().ack(delivery.tag).await.expect("ack");
 }
 
 /// `receive` waits for a message published after it was called.

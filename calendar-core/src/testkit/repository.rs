@@ -6,7 +6,9 @@ use chrono::{DateTime, TimeDelta, Utc};
 use futures::future::join_all;
 
 use super::fixtures::{at, details, event, overlapping, user, with_reminder};
-use crate::domain::{Cursor, Event, EventDetails, EventId, ReminderKey, TimeRange, Version};
+use crate::domain::{
+    Cursor, Event, EventDetails, EventId, Notification, ReminderKey, TimeRange, Version,
+};
 use crate::ports::{EventRepository, RepositoryError};
 
 fn created() -> DateTime<Utc> {
@@ -545,7 +547,10 @@ pub async fn claim_due_leases_each_reminder(repo: &dyn EventRepository) {
     for e in [&due, &exactly_due, &future, &silent] {
         insert_ok(repo, e).await;
     }
-    let claimed = repo.claim_due(now, lease, 100).await.expect("claim");
+    let claimed = repo
+        .claim_due(now, TimeDelta::zero(), lease, 100)
+        .await
+        .expect("claim");
     let expected: BTreeSet<_> = [due.notification(), exactly_due.notification()]
         .into_iter()
         .flatten()
@@ -566,22 +571,27 @@ pub async fn claim_due_leases_each_reminder(repo: &dyn EventRepository) {
         "the notification is built from the stored event"
     );
     assert!(
-        repo.claim_due(now, lease, 100)
+        repo.claim_due(now, TimeDelta::zero(), lease, 100)
             .await
             .expect("claim")
             .is_empty(),
         "leased reminders are not claimed again"
     );
     assert!(
-        repo.claim_due(now + lease - TimeDelta::seconds(1), lease, 100)
-            .await
-            .expect("claim")
-            .is_empty(),
+        repo.claim_due(
+            now + lease - TimeDelta::seconds(1),
+            TimeDelta::zero(),
+            lease,
+            100
+        )
+        .await
+        .expect("claim")
+        .is_empty(),
         "not before the lease ends"
     );
     let after_lease = now + lease;
     let reclaimed = repo
-        .claim_due(after_lease, lease, 100)
+        .claim_due(after_lease, TimeDelta::zero(), lease, 100)
         .await
         .expect("claim");
     assert_eq!(
@@ -597,12 +607,181 @@ pub async fn claim_due_leases_each_reminder(repo: &dyn EventRepository) {
         "marking twice marks nothing"
     );
     assert!(
-        repo.claim_due(after_lease + TimeDelta::hours(1), lease, 100)
+        repo.claim_due(
+            after_lease + TimeDelta::hours(1),
+            TimeDelta::zero(),
+            lease,
+            100
+        )
+        .await
+        .expect("claim")
+        .iter()
+        .all(|n| n.event_id() == future.id()),
+        "sent reminders are never claimed again"
+    );
+}
+
+/// A claim looking ahead takes the reminders due by then, while leases are judged at the
+/// claim's own instant.
+pub async fn claim_due_looks_ahead(repo: &dyn EventRepository) {
+    let ann = user("ann");
+    let now = at("2030-03-01T08:45:00Z");
+    let lease = TimeDelta::seconds(30);
+    let soon = event(
+        &ann,
+        // Due 20 s from now.
+        with_reminder(details("Soon", at("2030-03-01T09:00:20Z"), 1), 15),
+        created(),
+    );
+    let later = event(
+        &ann,
+        // Due 2 minutes from now.
+        with_reminder(details("Later", at("2030-03-01T09:02:00Z"), 30), 15),
+        created(),
+    );
+    for e in [&soon, &later] {
+        insert_ok(repo, e).await;
+    }
+    assert!(
+        repo.claim_due(now, TimeDelta::zero(), lease, 10)
             .await
             .expect("claim")
+            .is_empty(),
+        "nothing is due yet"
+    );
+    let ahead = repo
+        .claim_due(now, TimeDelta::seconds(30), lease, 10)
+        .await
+        .expect("claim ahead");
+    assert_eq!(
+        ahead.iter().map(Notification::key).collect::<Vec<_>>(),
+        soon.notification()
+            .map(|n| n.key())
+            .into_iter()
+            .collect::<Vec<_>>(),
+        "due within the look-ahead"
+    );
+    assert!(
+        repo.claim_due(
+            now + TimeDelta::seconds(1),
+            TimeDelta::minutes(5),
+            lease,
+            10
+        )
+        .await
+        .expect("claim")
+        .iter()
+        .all(|n| n.event_id() == later.id()),
+        "the lease runs from the claim's instant, however far a later claim looks ahead"
+    );
+    assert_eq!(
+        repo.claim_due(now + lease, TimeDelta::zero(), lease, 10)
+            .await
+            .expect("claim after the lease")
             .iter()
-            .all(|n| n.event_id() == future.id()),
-        "sent reminders are never claimed again"
+            .map(Notification::event_id)
+            .collect::<Vec<_>>(),
+        [soon.id()],
+        "claimed again once its lease ended"
+    );
+}
+
+/// The reminders still wanted are those whose event exists with its reminder at the key's
+/// instant, read as the event is now; deleted events and moved or removed reminders are out.
+pub async fn current_reminders_are_those_still_armed(repo: &dyn EventRepository) {
+    let ann = user("ann");
+    let now = at("2030-03-01T08:00:00Z");
+    let reminded = |title: &str, start: &str| {
+        event(
+            &ann,
+            with_reminder(details(title, at(start), 30), 15),
+            created(),
+        )
+    };
+    let sent = reminded("Sent", "2030-03-01T09:00:00Z");
+    let renamed = reminded("Renamed", "2030-03-01T10:00:00Z");
+    let deleted = reminded("Deleted", "2030-03-01T11:00:00Z");
+    let moved = reminded("Moved", "2030-03-01T12:00:00Z");
+    let silenced = reminded("Silenced", "2030-03-01T13:00:00Z");
+    for e in [&sent, &renamed, &deleted, &moved, &silenced] {
+        insert_ok(repo, e).await;
+    }
+    let key = |e: &Event| {
+        e.notification()
+            .map(|n| n.key())
+            .unwrap_or_else(|| panic!("{} has a reminder", e.title()))
+    };
+    let claimed = repo
+        .claim_due(
+            at("2030-03-01T08:45:00Z"),
+            TimeDelta::zero(),
+            TimeDelta::seconds(30),
+            10,
+        )
+        .await
+        .expect("claim");
+    assert_eq!(
+        repo.mark_sent(&[claimed[0].key()])
+            .await
+            .expect("mark sent"),
+        1
+    );
+
+    let mut new_title = renamed.details().clone();
+    new_title.title =
+        crate::domain::Title::new("Renamed, room 4").unwrap_or_else(|e| panic!("{e}"));
+    let renamed_now = repo
+        .update(&ann, renamed.id(), &new_title, None, now)
+        .await
+        .expect("rename");
+    repo.delete(&ann, deleted.id()).await.expect("delete");
+    let moved_now = repo
+        .update(
+            &ann,
+            moved.id(),
+            &with_reminder(details("Moved", at("2030-03-01T12:30:00Z"), 30), 15),
+            None,
+            now,
+        )
+        .await
+        .expect("move");
+    let mut without = silenced.details().clone();
+    without.notify_before = None;
+    repo.update(&ann, silenced.id(), &without, None, now)
+        .await
+        .expect("silence");
+    let unknown = ReminderKey {
+        event_id: EventId::generate(),
+        remind_at: at("2030-03-01T08:45:00Z"),
+    };
+
+    let asked = [
+        key(&sent),
+        key(&renamed),
+        key(&deleted),
+        key(&moved),
+        key(&moved_now),
+        key(&silenced),
+        unknown,
+        key(&sent),
+    ];
+    let mut current = repo.current_reminders(&asked).await.expect("current");
+    current.sort_by_key(Notification::key);
+    let mut expected: Vec<Notification> = [&sent, &renamed_now, &moved_now]
+        .into_iter()
+        .filter_map(|e| e.notification())
+        .collect();
+    expected.sort_by_key(Notification::key);
+    assert_eq!(
+        current, expected,
+        "sent or pending, as the events read now, each once; not deleted, moved or removed"
+    );
+    assert!(
+        repo.current_reminders(&[])
+            .await
+            .expect("none asked")
+            .is_empty(),
+        "nothing asked, nothing answered"
     );
 }
 
@@ -624,7 +803,7 @@ pub async fn claim_due_respects_limit_and_order(repo: &dyn EventRepository) {
     }
     let now = at("2030-03-01T09:00:00Z") - TimeDelta::minutes(1);
     let first = repo
-        .claim_due(now, TimeDelta::seconds(30), 4)
+        .claim_due(now, TimeDelta::zero(), TimeDelta::seconds(30), 4)
         .await
         .expect("claim");
     let mut times: Vec<_> = first.iter().map(|n| n.remind_at()).collect();
@@ -636,7 +815,7 @@ pub async fn claim_due_respects_limit_and_order(repo: &dyn EventRepository) {
     times.sort();
     assert_eq!(times, earliest_four, "earliest due first");
     let rest = repo
-        .claim_due(now, TimeDelta::seconds(30), 4)
+        .claim_due(now, TimeDelta::zero(), TimeDelta::seconds(30), 4)
         .await
         .expect("claim");
     assert_eq!(rest.len(), 2);
@@ -666,7 +845,10 @@ pub async fn released_and_skipped_reminders(repo: &dyn EventRepository) {
     let now = at("2030-03-01T08:50:00Z");
     let lease = TimeDelta::minutes(5);
     assert_eq!(
-        repo.claim_due(now, lease, 10).await.expect("claim").len(),
+        repo.claim_due(now, TimeDelta::zero(), lease, 10)
+            .await
+            .expect("claim")
+            .len(),
         2
     );
     let (a_key, b_key) = (
@@ -675,14 +857,17 @@ pub async fn released_and_skipped_reminders(repo: &dyn EventRepository) {
     );
     assert_eq!(repo.release(&[a_key]).await.expect("release"), 1);
     assert_eq!(repo.mark_skipped(&[b_key]).await.expect("skip"), 1);
-    let again = repo.claim_due(now, lease, 10).await.expect("claim");
+    let again = repo
+        .claim_due(now, TimeDelta::zero(), lease, 10)
+        .await
+        .expect("claim");
     assert_eq!(
         again.iter().map(|n| n.key()).collect::<Vec<_>>(),
         vec![a_key],
         "released is claimable, skipped is not"
     );
     assert!(
-        repo.claim_due(now + lease * 10, lease, 10)
+        repo.claim_due(now + lease * 10, TimeDelta::zero(), lease, 10)
             .await
             .expect("claim")
             .iter()
@@ -705,7 +890,10 @@ pub async fn update_rearms_and_delete_cancels_reminders(repo: &dyn EventReposito
     let e = event(&ann, original.clone(), created());
     insert_ok(repo, &e).await;
     let now = at("2030-03-01T08:50:00Z");
-    let claimed = repo.claim_due(now, lease, 10).await.expect("claim");
+    let claimed = repo
+        .claim_due(now, TimeDelta::zero(), lease, 10)
+        .await
+        .expect("claim");
     assert_eq!(claimed.len(), 1);
     let old_key = claimed[0].key();
     assert_eq!(repo.mark_sent(&[old_key]).await.expect("mark"), 1);
@@ -716,7 +904,7 @@ pub async fn update_rearms_and_delete_cancels_reminders(repo: &dyn EventReposito
         .await
         .expect("rename");
     assert!(
-        repo.claim_due(now, lease, 10)
+        repo.claim_due(now, TimeDelta::zero(), lease, 10)
             .await
             .expect("claim")
             .is_empty(),
@@ -730,7 +918,10 @@ pub async fn update_rearms_and_delete_cancels_reminders(repo: &dyn EventReposito
     repo.update(&ann, e.id(), &moved, None, now)
         .await
         .expect("move");
-    let rearmed = repo.claim_due(now, lease, 10).await.expect("claim");
+    let rearmed = repo
+        .claim_due(now, TimeDelta::zero(), lease, 10)
+        .await
+        .expect("claim");
     assert_eq!(rearmed.len(), 1, "moving the start re-arms the reminder");
     assert_eq!(rearmed[0].remind_at(), at("2030-03-01T08:50:00Z"));
     assert_eq!(rearmed[0].title().as_str(), "Call (renamed)");
@@ -748,7 +939,10 @@ pub async fn update_rearms_and_delete_cancels_reminders(repo: &dyn EventReposito
         0,
         "a stale key settles nothing"
     );
-    let latest = repo.claim_due(now, lease, 10).await.expect("claim");
+    let latest = repo
+        .claim_due(now, TimeDelta::zero(), lease, 10)
+        .await
+        .expect("claim");
     assert_eq!(
         latest.iter().map(|n| n.remind_at()).collect::<Vec<_>>(),
         vec![at("2030-03-01T08:45:00Z")],
@@ -761,7 +955,7 @@ pub async fn update_rearms_and_delete_cancels_reminders(repo: &dyn EventReposito
         .await
         .expect("silence");
     assert!(
-        repo.claim_due(now + lease, lease, 10)
+        repo.claim_due(now + lease, TimeDelta::zero(), lease, 10)
             .await
             .expect("claim")
             .is_empty(),
@@ -776,7 +970,7 @@ pub async fn update_rearms_and_delete_cancels_reminders(repo: &dyn EventReposito
     insert_ok(repo, &other).await;
     repo.delete(&ann, other.id()).await.expect("delete");
     assert!(
-        repo.claim_due(now + lease * 2, lease, 10)
+        repo.claim_due(now + lease * 2, TimeDelta::zero(), lease, 10)
             .await
             .expect("claim")
             .is_empty(),
@@ -804,7 +998,7 @@ pub async fn concurrent_claimers_never_share_a_reminder(repo: &dyn EventReposito
         let mut mine = Vec::new();
         loop {
             let batch = repo
-                .claim_due(now, TimeDelta::minutes(5), 25)
+                .claim_due(now, TimeDelta::zero(), TimeDelta::minutes(5), 25)
                 .await
                 .expect("claim");
             if batch.is_empty() {
@@ -886,10 +1080,15 @@ pub async fn cleanup_deletes_events_ended_before_the_cutoff_in_batches(repo: &dy
     );
     assert!(repo.get(&ann, recent.id()).await.expect("get").is_some());
     assert!(
-        repo.claim_due(at("2030-01-01T00:00:00Z"), TimeDelta::seconds(30), 10)
-            .await
-            .expect("claim")
-            .is_empty(),
+        repo.claim_due(
+            at("2030-01-01T00:00:00Z"),
+            TimeDelta::zero(),
+            TimeDelta::seconds(30),
+            10
+        )
+        .await
+        .expect("claim")
+        .is_empty(),
         "deleted events' reminders are gone"
     );
 }

@@ -11,7 +11,8 @@ pub const REMINDERS_CONFIRMED: &str = "calendar_reminders_confirmed_total";
 pub const REMINDERS_FAILED: &str = "calendar_reminders_publish_failed_total";
 /// Counter: reminders skipped because their event had already started.
 pub const REMINDERS_SKIPPED_LATE: &str = "calendar_reminders_skipped_late_total";
-/// Histogram, seconds: from a reminder's due instant to the queue's confirmation.
+/// Histogram, seconds: from a reminder's due instant to the queue's confirmation; 0 for a
+/// reminder confirmed ahead of its due instant (the scheduler's look-ahead).
 pub const REMINDER_PUBLISH_LAG: &str = "calendar_reminder_publish_lag_seconds";
 /// Counter: events deleted by cleanup.
 pub const EVENTS_CLEANED_UP: &str = "calendar_events_cleaned_up_total";
@@ -19,6 +20,11 @@ pub const EVENTS_CLEANED_UP: &str = "calendar_events_cleaned_up_total";
 pub const NOTIFICATIONS_DELIVERED: &str = "calendar_notifications_delivered_total";
 /// Counter: notifications received again and suppressed.
 pub const NOTIFICATIONS_DUPLICATE: &str = "calendar_notifications_duplicates_suppressed_total";
+/// Counter: notifications dropped because their event was deleted or their reminder moved
+/// after they were published.
+pub const NOTIFICATIONS_CANCELLED: &str = "calendar_notifications_cancelled_total";
+/// Gauge: notifications a sender holds because they arrived before they fall due.
+pub const NOTIFICATIONS_HELD: &str = "calendar_notifications_held";
 /// Counter: notifications returned to the queue after the notifier failed.
 pub const NOTIFICATIONS_RETRIED: &str = "calendar_notifications_retried_total";
 /// Counter: messages moved to the dead-letter queue.
@@ -56,7 +62,7 @@ pub const ALL: &[(&str, &str, &str)] = &[
     (
         REMINDER_PUBLISH_LAG,
         "histogram",
-        "seconds from a reminder's due instant to the queue's confirmation",
+        "seconds from a reminder's due instant to the queue's confirmation (0 when confirmed ahead of it)",
     ),
     (EVENTS_CLEANED_UP, "counter", "events deleted by cleanup"),
     (
@@ -68,6 +74,16 @@ pub const ALL: &[(&str, &str, &str)] = &[
         NOTIFICATIONS_DUPLICATE,
         "counter",
         "notifications received again and suppressed",
+    ),
+    (
+        NOTIFICATIONS_CANCELLED,
+        "counter",
+        "notifications dropped: their event was deleted or their reminder moved after publishing",
+    ),
+    (
+        NOTIFICATIONS_HELD,
+        "gauge",
+        "notifications held because they arrived before they fall due",
     ),
     (
         NOTIFICATIONS_RETRIED,

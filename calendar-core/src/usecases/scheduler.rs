@@ -23,6 +23,13 @@ pub struct SchedulerConfig {
     /// Most ticks under way at once while reminders are due in full batches: with 2, the
     /// next batch is claimed while the last is published and confirmed.
     pub batches_in_flight: usize,
+    /// How far ahead of their due instant reminders are claimed and published: senders hold
+    /// what arrives early and deliver it when it falls due, so that many reminders due at one
+    /// instant (every meeting at nine) are in the senders' hands by then instead of queueing
+    /// behind each other. Zero publishes each reminder only once it is due. What is published
+    /// ahead stays unacknowledged in a sender until it falls due, so this times the peak rate
+    /// of reminders is what the senders hold (see `SenderConfig::max_held`).
+    pub look_ahead: TimeDelta,
     /// How long a claim holds a reminder: after it, a reminder claimed but never confirmed is
     /// claimed again (by this or another scheduler).
     pub lease: TimeDelta,
@@ -37,15 +44,25 @@ pub struct SchedulerConfig {
     pub cleanup_lease: TimeDelta,
 }
 
+impl SchedulerConfig {
+    /// The longest look-ahead a scheduler should be given: what it publishes ahead waits
+    /// unacknowledged in a sender until due, and RabbitMQ closes the channel of a consumer
+    /// holding a message unacknowledged for longer than its `consumer_timeout` (30 minutes by
+    /// default).
+    pub const MAX_LOOK_AHEAD: TimeDelta = TimeDelta::minutes(10);
+}
+
 impl Default for SchedulerConfig {
     /// Ticks every second in batches of 500, two under way at once while batches come full,
-    /// with a 30 s lease; keeps events 365 days after they end, cleaning up hourly in batches
-    /// of 1,000 under a 5-minute claim.
+    /// publishing reminders up to 30 s ahead of their due instant, with a 30 s lease; keeps
+    /// events 365 days after they end, cleaning up hourly in batches of 1,000 under a 5-minute
+    /// claim.
     fn default() -> Self {
         Self {
             tick_interval: Duration::from_secs(1),
             batch_size: 500,
             batches_in_flight: 2,
+            look_ahead: TimeDelta::seconds(30),
             lease: TimeDelta::seconds(30),
             retention: TimeDelta::days(365),
             cleanup_interval: Duration::from_secs(3600),
@@ -66,7 +83,8 @@ pub struct TickReport {
     pub failed: usize,
     /// Reminders not sent because their event had already started.
     pub skipped_late: usize,
-    /// For each published reminder, how long after its due instant it was confirmed.
+    /// For each published reminder, how long after its due instant it was confirmed (negative
+    /// when it was published ahead of it).
     pub lags: Vec<TimeDelta>,
 }
 
@@ -124,14 +142,19 @@ impl ReminderScheduler {
         &self.config
     }
 
-    /// One tick: claim due reminders, skip those whose event already started, publish the rest,
-    /// mark the confirmed ones sent and release the others.
+    /// One tick: claim the reminders due within the look-ahead, skip those whose event already
+    /// started, publish the rest, mark the confirmed ones sent and release the others.
     #[tracing::instrument(name = "scheduler_tick", skip_all)]
     pub async fn tick(&self) -> Result<TickReport, SchedulerError> {
         let now = self.clock.now();
         let claimed = self
             .events
-            .claim_due(now, self.config.lease, self.config.batch_size)
+            .claim_due(
+                now,
+                self.config.look_ahead,
+                self.config.lease,
+                self.config.batch_size,
+            )
             .await?;
         let mut report = TickReport {
             claimed: claimed.len(),
@@ -191,7 +214,8 @@ impl ReminderScheduler {
         metrics::counter!(instruments::REMINDERS_FAILED).increment(failed.len() as u64);
         let lag = metrics::histogram!(instruments::REMINDER_PUBLISH_LAG);
         for delta in &report.lags {
-            lag.record(seconds(*delta));
+            // Confirmed ahead of its due instant: not late at all.
+            lag.record(seconds((*delta).max(TimeDelta::zero())));
         }
         if !failed.is_empty()
             && let Err(error) = self.events.release(&failed).await
@@ -375,11 +399,14 @@ mod tests {
     async fn a_quiet_tick_publishes_nothing() {
         let mut repo = MockEventRepository::new();
         repo.expect_claim_due()
-            .withf(|at, lease, limit| {
-                *at == now() && *lease == TimeDelta::seconds(30) && *limit == 3
+            .withf(|at, ahead, lease, limit| {
+                *at == now()
+                    && *ahead == TimeDelta::seconds(30)
+                    && *lease == TimeDelta::seconds(30)
+                    && *limit == 3
             })
             .times(1)
-            .returning(|_, _, _| Ok(Vec::new()));
+            .returning(|_, _, _, _| Ok(Vec::new()));
         let mut queue = MockReminderQueue::new();
         queue.expect_publish().never();
         let report = scheduler(repo, queue).tick().await.unwrap();
@@ -392,7 +419,7 @@ mod tests {
         let mut repo = MockEventRepository::new();
         let claimed = due.clone();
         repo.expect_claim_due()
-            .returning(move |_, _, _| Ok(claimed.clone()));
+            .returning(move |_, _, _, _| Ok(claimed.clone()));
         let expected = keys(&due);
         repo.expect_mark_sent()
             .withf(move |marked| marked == expected.as_slice())
@@ -417,7 +444,7 @@ mod tests {
         let mut repo = MockEventRepository::new();
         let claimed = due.clone();
         repo.expect_claim_due()
-            .returning(move |_, _, _| Ok(claimed.clone()));
+            .returning(move |_, _, _, _| Ok(claimed.clone()));
         let sent = vec![due[0].key(), due[2].key()];
         repo.expect_mark_sent()
             .withf(move |marked| marked == sent.as_slice())
@@ -448,7 +475,7 @@ mod tests {
         let mut repo = MockEventRepository::new();
         let claimed = due.clone();
         repo.expect_claim_due()
-            .returning(move |_, _, _| Ok(claimed.clone()));
+            .returning(move |_, _, _, _| Ok(claimed.clone()));
         repo.expect_mark_sent()
             .times(1)
             .returning(|m| Ok(m.len() as u64));
@@ -471,7 +498,7 @@ mod tests {
         let claimed = vec![started.clone(), upcoming.clone(), long_started.clone()];
         let mut repo = MockEventRepository::new();
         repo.expect_claim_due()
-            .returning(move |_, _, _| Ok(claimed.clone()));
+            .returning(move |_, _, _, _| Ok(claimed.clone()));
         let skipped = vec![started.key(), long_started.key()];
         repo.expect_mark_skipped()
             .withf(move |keys| keys == skipped.as_slice())
@@ -496,7 +523,7 @@ mod tests {
         let mut repo = MockEventRepository::new();
         repo.expect_claim_due()
             .times(1)
-            .returning(|_, _, _| Err(RepositoryError::Unavailable("down".into())));
+            .returning(|_, _, _, _| Err(RepositoryError::Unavailable("down".into())));
         let mut queue = MockReminderQueue::new();
         queue.expect_publish().never();
         assert!(matches!(
@@ -507,7 +534,7 @@ mod tests {
         let due = vec![reminder(10, 15)];
         let mut repo = MockEventRepository::new();
         repo.expect_claim_due()
-            .returning(move |_, _, _| Ok(due.clone()));
+            .returning(move |_, _, _, _| Ok(due.clone()));
         repo.expect_mark_sent()
             .returning(|_| Err(RepositoryError::Unavailable("down".into())));
         let mut queue = MockReminderQueue::new();
@@ -525,7 +552,7 @@ mod tests {
         let due = vec![reminder(10, 15)];
         let mut repo = MockEventRepository::new();
         repo.expect_claim_due()
-            .returning(move |_, _, _| Ok(due.clone()));
+            .returning(move |_, _, _, _| Ok(due.clone()));
         repo.expect_release()
             .times(1)
             .returning(|_| Err(RepositoryError::Unavailable("down".into())));
@@ -606,7 +633,7 @@ mod tests {
         let ticks = Arc::new(Mutex::new(Vec::new()));
         let mut repo = MockEventRepository::new();
         let seen = ticks.clone();
-        repo.expect_claim_due().returning(move |_, _, _| {
+        repo.expect_claim_due().returning(move |_, _, _, _| {
             seen.lock().unwrap().push(Instant::now());
             Ok(Vec::new())
         });
@@ -658,7 +685,7 @@ mod tests {
         let mut answers = vec![full.clone(), full.clone(), full].into_iter();
         let mut repo = MockEventRepository::new();
         let seen = claims.clone();
-        repo.expect_claim_due().returning(move |_, _, _| {
+        repo.expect_claim_due().returning(move |_, _, _, _| {
             seen.lock().unwrap().push(Instant::now());
             Ok(answers.next().unwrap_or_default())
         });
@@ -705,7 +732,7 @@ mod tests {
         let mut answers = vec![full.clone(), Vec::new()].into_iter();
         let mut repo = MockEventRepository::new();
         let seen = ticks.clone();
-        repo.expect_claim_due().returning(move |_, _, _| {
+        repo.expect_claim_due().returning(move |_, _, _, _| {
             seen.lock().unwrap().push(Instant::now());
             Ok(answers.next().unwrap_or_default())
         });

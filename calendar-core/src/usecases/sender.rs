@@ -1,4 +1,4 @@
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -10,10 +10,10 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use super::instruments::{self, seconds};
-use crate::domain::{IdempotencyKey, Notification};
+use crate::domain::{IdempotencyKey, Notification, ReminderKey};
 use crate::ports::{
-    Clock, Delivery, DeliveryLog, DeliveryLogError, DeliveryTag, NotificationSource, Notifier,
-    NotifyError, SourceError,
+    Clock, Delivery, DeliveryLog, DeliveryLogError, DeliveryTag, EventRepository,
+    NotificationSource, Notifier, NotifyError, RepositoryError, SourceError,
 };
 
 /// How the sender handles failures and load.
@@ -29,6 +29,12 @@ pub struct SenderConfig {
     /// many messages it had not yet recorded, which are then delivered again. Keep it at or
     /// below the queue's prefetch: the broker hands over no more than that unacknowledged.
     pub concurrency: usize,
+    /// Most messages held back at once: received before their reminder falls due (the
+    /// scheduler publishes ahead, `SchedulerConfig::look_ahead`), they are delivered when it
+    /// does. Held messages stay unacknowledged, so the queue's prefetch must have room for
+    /// them beside `concurrency`; with this many held, the sender receives nothing more until
+    /// the earliest falls due. 0 holds nothing: early messages are delivered on arrival.
+    pub max_held: usize,
     /// Pause before receiving again after the queue or the delivery log failed.
     pub error_backoff: Duration,
     /// How long delivered keys are remembered for deduplication. A duplicate arrives when a
@@ -39,12 +45,14 @@ pub struct SenderConfig {
 }
 
 impl Default for SenderConfig {
-    /// 5 attempts, 256 messages in hand (the queue's default prefetch), 1 s pause after a
-    /// failure; delivered keys kept 7 days, pruned hourly.
+    /// 5 attempts, 1,024 messages in hand and up to 100,000 held until they fall due (the
+    /// queue's default prefetch is their sum), 1 s pause after a failure; delivered keys kept
+    /// 7 days, pruned hourly.
     fn default() -> Self {
         Self {
             max_attempts: 5,
-            concurrency: 256,
+            concurrency: 1_024,
+            max_held: 100_000,
             error_backoff: Duration::from_secs(1),
             delivery_retention: chrono::TimeDelta::days(7),
             prune_interval: Duration::from_secs(3600),
@@ -59,6 +67,9 @@ pub enum DeliveryOutcome {
     Delivered,
     /// It had been delivered before; acknowledged without notifying again.
     Duplicate,
+    /// Its event was deleted, or its reminder moved or removed, after it was published:
+    /// acknowledged without notifying.
+    Cancelled,
     /// The notifier failed; the message went back to the queue.
     Retried {
         /// The attempt that failed.
@@ -80,18 +91,27 @@ pub enum SenderError {
     /// The delivery log could not say whether the notification was delivered.
     #[error("delivery log: {0}")]
     DeliveryLog(#[from] DeliveryLogError),
+    /// The event store could not say whether the reminders are still wanted.
+    #[error("event store: {0}")]
+    Events(#[from] RepositoryError),
 }
 
-/// Delivers queued notifications: deduplicate, notify, record, acknowledge.
+/// Delivers queued notifications when they fall due: check, deduplicate, notify, record,
+/// acknowledge.
 ///
-/// A notification published twice is delivered once (the delivery log remembers its
-/// idempotency key); a message that cannot be decoded goes to the dead-letter queue and the
-/// sender carries on. Messages that arrive together are handled as a batch: one question to
-/// the delivery log for all of them, then one write recording those delivered.
+/// A message that arrives before its reminder falls due is held until then. Just before
+/// delivering, the sender asks the event store whether each reminder is still wanted: one
+/// whose event was deleted, or whose reminder moved, after it was published is dropped, and
+/// the others are delivered as their events read now. A notification published twice is
+/// delivered once (the delivery log remembers its idempotency key); a message that cannot be
+/// decoded goes to the dead-letter queue and the sender carries on. Messages handled together
+/// are one batch: one question to the event store and one to the delivery log for all of
+/// them, then one write recording those delivered.
 #[derive(Clone)]
 pub struct NotificationSender {
     source: Arc<dyn NotificationSource>,
     deliveries: Arc<dyn DeliveryLog>,
+    events: Arc<dyn EventRepository>,
     notifier: Arc<dyn Notifier>,
     clock: Arc<dyn Clock>,
     config: SenderConfig,
@@ -118,10 +138,12 @@ struct Pending {
 type Notified = (usize, Pending, Result<(), NotifyError>, DateTime<Utc>);
 
 impl NotificationSender {
-    /// A sender reading `source`, deduplicating with `deliveries`, delivering through `notifier`.
+    /// A sender reading `source`, deduplicating with `deliveries`, checking reminders against
+    /// `events`, delivering through `notifier`.
     pub fn new(
         source: Arc<dyn NotificationSource>,
         deliveries: Arc<dyn DeliveryLog>,
+        events: Arc<dyn EventRepository>,
         notifier: Arc<dyn Notifier>,
         clock: Arc<dyn Clock>,
         config: SenderConfig,
@@ -129,13 +151,14 @@ impl NotificationSender {
         Self {
             source,
             deliveries,
+            events,
             notifier,
             clock,
             config,
         }
     }
 
-    /// Receives one message and handles it.
+    /// Receives one message and handles it at once, due or not.
     pub async fn step(&self) -> Result<DeliveryOutcome, SenderError> {
         let delivery = self.source.receive().await?;
         self.handle(delivery).await
@@ -149,14 +172,15 @@ impl NotificationSender {
     }
 
     /// Handles received messages together, settling each with exactly one of ack, retry or
-    /// dead letter: one question to the delivery log for all of them, the notifier for those
-    /// not delivered before (a key twice in the batch is notified once), one write recording
-    /// those delivered, then their acknowledgements.
+    /// dead letter: one question to the event store (which reminders are still wanted, as
+    /// their events read now) and one to the delivery log for all of them, the notifier for
+    /// those still wanted and not delivered before (a key twice in the batch is notified
+    /// once), one write recording those delivered, then the acknowledgement of all of them.
     ///
     /// Returns the outcome of each message, in order. Every message is settled (or left to the
     /// source to deliver again) whatever happens; an error reports the first failure: then the
-    /// delivery log could not be asked (every decodable message went back to the queue), or
-    /// the source failed to settle one.
+    /// event store or the delivery log could not be asked (every decodable message went back
+    /// to the queue), or the source failed to settle one.
     #[tracing::instrument(name = "deliver", skip_all, fields(messages = deliveries.len()))]
     pub async fn handle_batch(
         &self,
@@ -195,23 +219,49 @@ impl NotificationSender {
         }
 
         let keys: Vec<IdempotencyKey> = pending.iter().map(|(_, p)| p.key.clone()).collect();
-        let mut delivered_before = match self.deliveries.delivered_among(&keys).await {
-            Ok(delivered) => delivered,
+        let reminders: Vec<ReminderKey> =
+            pending.iter().map(|(_, p)| p.notification.key()).collect();
+        let (current, delivered_before) = tokio::join!(
+            self.events.current_reminders(&reminders),
+            self.deliveries.delivered_among(&keys),
+        );
+        let asked = match (current, delivered_before) {
+            (Ok(current), Ok(delivered)) => Ok((current, delivered)),
+            (Err(error), _) => Err(SenderError::Events(error)),
+            (_, Err(error)) => Err(SenderError::DeliveryLog(error)),
+        };
+        let (current, mut delivered_before) = match asked {
+            Ok(answers) => answers,
             Err(error) => {
                 for (_, message) in &pending {
                     if let Err(retry) = self.source.retry(message.tag).await {
                         warn!(tag = %message.tag, error = %retry, "could not return a message to the queue");
                     }
                 }
-                return Err(error.into());
+                return Err(error);
             }
         };
-        // Duplicates are acknowledged at once; a key twice in the batch is notified once.
+        let current: HashMap<ReminderKey, Notification> = current
+            .into_iter()
+            .map(|notification| (notification.key(), notification))
+            .collect();
+        // Reminders no longer wanted and duplicates are not notified; a key twice in the batch
+        // is notified once. All are acknowledged together at the end.
+        let mut acks = Vec::with_capacity(pending.len());
         let mut fresh = Vec::with_capacity(pending.len());
         let mut seen = HashSet::with_capacity(pending.len());
-        for (index, message) in pending {
+        for (index, mut message) in pending {
+            let Some(now_reads) = current.get(&message.notification.key()) else {
+                acks.push(message.tag);
+                metrics::counter!(instruments::NOTIFICATIONS_CANCELLED).increment(1);
+                info!(key = %message.key, "reminder dropped: its event was deleted or its reminder moved after it was published");
+                outcomes[index] = Some(DeliveryOutcome::Cancelled);
+                continue;
+            };
+            // Delivered as the event reads now (a title changed since publishing, say).
+            message.notification = now_reads.clone();
             if delivered_before.contains(&message.key) || !seen.insert(message.key.clone()) {
-                note(self.source.ack(message.tag).await.map_err(Into::into));
+                acks.push(message.tag);
                 metrics::counter!(instruments::NOTIFICATIONS_DUPLICATE).increment(1);
                 info!(key = %message.key, "duplicate notification suppressed");
                 outcomes[index] = Some(DeliveryOutcome::Duplicate);
@@ -262,19 +312,23 @@ impl NotificationSender {
             };
             outcomes[index] = Some(outcome);
         }
-        if delivered.is_empty() {
-            return finish(outcomes, first_error);
+        if !delivered.is_empty() {
+            metrics::counter!(instruments::NOTIFICATIONS_DELIVERED)
+                .increment(delivered.len() as u64);
+            if let Err(error) = self.deliveries.record_all_delivered(&records).await {
+                // Delivered but not recorded: acknowledging is still right (not acknowledging
+                // would deliver them again for certain); only a later duplicate would get
+                // through.
+                warn!(count = records.len(), %error, "delivered notifications could not be recorded");
+            }
+            for (index, message) in delivered {
+                acks.push(message.tag);
+                debug!(key = %message.key, "notification delivered");
+                outcomes[index] = Some(DeliveryOutcome::Delivered);
+            }
         }
-        metrics::counter!(instruments::NOTIFICATIONS_DELIVERED).increment(delivered.len() as u64);
-        if let Err(error) = self.deliveries.record_all_delivered(&records).await {
-            // Delivered but not recorded: acknowledging is still right (not acknowledging would
-            // deliver them again for certain); only a later duplicate would get through.
-            warn!(count = records.len(), %error, "delivered notifications could not be recorded");
-        }
-        for (index, message) in delivered {
-            note(self.source.ack(message.tag).await.map_err(Into::into));
-            debug!(key = %message.key, "notification delivered");
-            outcomes[index] = Some(DeliveryOutcome::Delivered);
+        if !acks.is_empty() {
+            note(self.source.ack_all(&acks).await.map_err(Into::into));
         }
         finish(outcomes, first_error)
     }
@@ -296,14 +350,19 @@ impl NotificationSender {
 
     /// Handles messages, at most [`SenderConfig::concurrency`] in hand at once, until
     /// `shutdown` is cancelled or the source closes; then finishes the messages in hand and
-    /// returns. Each message received is handled together with every other already waiting
-    /// ([`handle_batch`](Self::handle_batch)), so batches grow with the load. Prunes the
+    /// returns. A message received before its reminder falls due is held (at most
+    /// [`SenderConfig::max_held`] at once) and handled when it does; the others are handled on
+    /// arrival. Whatever is ready together is handled as one batch
+    /// ([`handle_batch`](Self::handle_batch)), so batches grow with the load. Held messages
+    /// still unsettled at shutdown stay so: the queue delivers them again once this source is
+    /// closed (RabbitMQ requeues a closed channel's unacknowledged messages). Prunes the
     /// delivery log at start and every [`SenderConfig::prune_interval`].
     pub async fn run(&self, shutdown: CancellationToken) {
         info!(config = ?self.config, "notification sender started");
         let capacity = self.config.concurrency.max(1);
         let mut in_flight = FuturesUnordered::new();
         let mut in_hand = 0;
+        let mut held = Held::default();
         let mut paused_until: Option<Instant> = None;
         if let Err(error) = self.prune().await {
             warn!(%error, "pruning the delivery log failed");
@@ -311,6 +370,8 @@ impl NotificationSender {
         let mut next_prune = Instant::now() + self.config.prune_interval;
         let mut closed = false;
         while !closed {
+            let next_due = held.next_due().map(|due| self.instant_of(due));
+            let room_to_receive = in_hand < capacity && !held.is_full(self.config.max_held);
             tokio::select! {
                 biased;
                 () = shutdown.cancelled() => break,
@@ -330,30 +391,54 @@ impl NotificationSender {
                 () = sleep_until(paused_until.unwrap_or_else(Instant::now)), if paused_until.is_some() => {
                     paused_until = None;
                 }
-                received = self.source.receive(), if paused_until.is_none() && in_hand < capacity => {
+                () = sleep_until(next_due.unwrap_or_else(Instant::now)), if next_due.is_some() && paused_until.is_none() && in_hand < capacity => {
+                    // In batches of a quarter of what may be in hand, so that one batch's
+                    // questions to the stores overlap another's notifying and recording.
+                    let batch = held.take_due(
+                        self.clock.now(),
+                        (capacity / 4).max(1).min(capacity - in_hand),
+                    );
+                    if !batch.is_empty() {
+                        let count = batch.len();
+                        in_hand += count;
+                        in_flight.push(self.handle_received(batch, true));
+                    }
+                }
+                received = self.source.receive(), if paused_until.is_none() && room_to_receive => {
                     match received {
                         Ok(delivery) => {
-                            let mut batch = vec![delivery];
-                            // Whatever else has arrived joins the batch (receive is cancel
-                            // safe: a receive that would wait is dropped, losing nothing).
-                            while in_hand + batch.len() < capacity {
+                            let now = self.clock.now();
+                            let mut batch = Vec::new();
+                            let mut next = Some(delivery);
+                            // Whatever else has arrived joins the batch or the held messages
+                            // (receive is cancel safe: a receive that would wait is dropped,
+                            // losing nothing).
+                            while let Some(delivery) = next.take() {
+                                match self.hold_until(&delivery, now) {
+                                    Some(due) => held.insert(due, delivery),
+                                    None => batch.push(delivery),
+                                }
+                                if in_hand + batch.len() >= capacity
+                                    || held.is_full(self.config.max_held)
+                                {
+                                    break;
+                                }
                                 match self.source.receive().now_or_never() {
-                                    Some(Ok(delivery)) => batch.push(delivery),
-                                    Some(Err(SourceError::Closed)) => {
-                                        closed = true;
-                                        break;
-                                    }
+                                    Some(Ok(delivery)) => next = Some(delivery),
+                                    Some(Err(SourceError::Closed)) => closed = true,
                                     Some(Err(error)) => {
                                         warn!(%error, "receiving failed; pausing");
                                         paused_until = Some(Instant::now() + self.config.error_backoff);
-                                        break;
                                     }
-                                    None => break,
+                                    None => {}
                                 }
                             }
-                            let count = batch.len();
-                            in_hand += count;
-                            in_flight.push(self.handle_batch(batch).map(move |result| (count, result)));
+                            metrics::gauge!(instruments::NOTIFICATIONS_HELD).set(held.len() as f64);
+                            if !batch.is_empty() {
+                                let count = batch.len();
+                                in_hand += count;
+                                in_flight.push(self.handle_received(batch, false));
+                            }
                         }
                         Err(SourceError::Closed) => break,
                         Err(error) => {
@@ -370,7 +455,99 @@ impl NotificationSender {
                 warn!(%error, "delivery failed during shutdown");
             }
         }
-        info!(finished = unfinished, "notification sender stopped");
+        info!(
+            finished = unfinished,
+            held = held.len(),
+            "notification sender stopped; the held messages go back to the queue with the source"
+        );
+    }
+
+    /// When to deliver `delivery` if not on arrival: its reminder's due instant, if that is
+    /// after `now` and the sender holds messages.
+    fn hold_until(&self, delivery: &Delivery, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        match &delivery.message {
+            Ok(notification) if self.config.max_held > 0 && notification.remind_at() > now => {
+                Some(notification.remind_at())
+            }
+            _ => None,
+        }
+    }
+
+    /// The runtime's instant at which the clock reads `due`: at once if it already does, and
+    /// at least a millisecond on otherwise (so a clock slower than the runtime's is waited
+    /// for, not spun on).
+    fn instant_of(&self, due: DateTime<Utc>) -> Instant {
+        let wait = match (due - self.clock.now()).to_std() {
+            Ok(wait) if !wait.is_zero() => wait.max(Duration::from_millis(1)),
+            _ => Duration::ZERO,
+        };
+        Instant::now() + wait
+    }
+
+    /// Handles a batch from [`run`](Self::run); returns its size with the result. Messages that
+    /// were held are first checked with the source: one lost with its connection meanwhile is
+    /// delivered again under a new tag, so this copy is dropped unhandled.
+    async fn handle_received(
+        &self,
+        batch: Vec<Delivery>,
+        held: bool,
+    ) -> (usize, Result<Vec<DeliveryOutcome>, SenderError>) {
+        let count = batch.len();
+        let batch = if held {
+            let mut live = Vec::with_capacity(batch.len());
+            for delivery in batch {
+                if self.source.is_unsettled(delivery.tag).await {
+                    live.push(delivery);
+                }
+            }
+            if live.is_empty() {
+                return (count, Ok(Vec::new()));
+            }
+            live
+        } else {
+            batch
+        };
+        (count, self.handle_batch(batch).await)
+    }
+}
+
+/// Messages received before they fall due, by due instant, then arrival.
+#[derive(Default)]
+struct Held {
+    messages: BTreeMap<(DateTime<Utc>, u64), Delivery>,
+    arrivals: u64,
+}
+
+impl Held {
+    fn insert(&mut self, due: DateTime<Utc>, delivery: Delivery) {
+        self.arrivals += 1;
+        self.messages.insert((due, self.arrivals), delivery);
+    }
+
+    fn len(&self) -> usize {
+        self.messages.len()
+    }
+
+    /// Whether `max` are held (never, with a `max` of 0: nothing is held then).
+    fn is_full(&self, max: usize) -> bool {
+        max > 0 && self.messages.len() >= max
+    }
+
+    fn next_due(&self) -> Option<DateTime<Utc>> {
+        self.messages.first_key_value().map(|((due, _), _)| *due)
+    }
+
+    /// Up to `max` of the messages due at `now`, earliest first.
+    fn take_due(&mut self, now: DateTime<Utc>, max: usize) -> Vec<Delivery> {
+        let mut due = Vec::new();
+        while due.len() < max {
+            match self.messages.first_entry() {
+                Some(entry) if entry.key().0 <= now => due.push(entry.remove()),
+                _ => break,
+            }
+        }
+        metrics::gauge!(instruments::NOTIFICATIONS_HELD).set(self.messages.len() as f64);
+        due
     }
 }
 
@@ -389,8 +566,10 @@ fn finish(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::{DecodeError, Event, Notification};
-    use crate::ports::{MockClock, MockDeliveryLog, MockNotificationSource, MockNotifier};
+    use crate::domain::{DecodeError, Event, EventId, Notification, Title};
+    use crate::ports::{
+        MockClock, MockDeliveryLog, MockEventRepository, MockNotificationSource, MockNotifier,
+    };
     use crate::testkit::fixtures::{at, details, user, with_reminder};
     use async_trait::async_trait;
     use chrono::{DateTime, Utc};
@@ -425,6 +604,9 @@ mod tests {
         source: MockNotificationSource,
         log: MockDeliveryLog,
         notifier: MockNotifier,
+        /// The event store; by default one where the reminders of [`notification`] and
+        /// [`other_notification`] are still wanted, as they are.
+        events: Option<MockEventRepository>,
     }
 
     impl Ports {
@@ -433,23 +615,47 @@ mod tests {
                 source: MockNotificationSource::new(),
                 log: MockDeliveryLog::new(),
                 notifier: MockNotifier::new(),
+                events: None,
             }
         }
 
         fn sender(self) -> NotificationSender {
             let notifier = Arc::new(self.notifier);
-            build(self.source, self.log, notifier)
+            build(self.source, self.log, self.events, notifier)
         }
 
         /// A sender with this notifier instead of the mock.
         fn sender_with(self, notifier: Arc<dyn Notifier>) -> NotificationSender {
-            build(self.source, self.log, notifier)
+            build(self.source, self.log, self.events, notifier)
         }
+    }
+
+    /// Expects the messages tagged `tags` acknowledged, together, once.
+    fn expect_acked(source: &mut MockNotificationSource, tags: &'static [u64]) {
+        source
+            .expect_ack_all()
+            .withf(move |acked| acked.iter().map(|t| t.get()).eq(tags.iter().copied()))
+            .times(1)
+            .returning(|_| Ok(()));
+    }
+
+    /// An event store where `wanted` are the reminders still wanted, as they read.
+    fn events_wanting(wanted: Vec<Notification>) -> MockEventRepository {
+        let mut events = MockEventRepository::new();
+        events.expect_current_reminders().returning(move |keys| {
+            Ok(wanted
+                .iter()
+                .filter(|n| keys.contains(&n.key()))
+                .cloned()
+                .collect())
+        });
+        events
     }
 
     fn build(
         source: MockNotificationSource,
         log: MockDeliveryLog,
+        events: Option<MockEventRepository>,
         notifier: Arc<dyn Notifier>,
     ) -> NotificationSender {
         let mut clock = MockClock::new();
@@ -457,6 +663,10 @@ mod tests {
         NotificationSender::new(
             Arc::new(source),
             Arc::new(log),
+            Arc::new(
+                events
+                    .unwrap_or_else(|| events_wanting(vec![notification(), other_notification()])),
+            ),
             notifier,
             Arc::new(clock),
             SenderConfig {
@@ -489,12 +699,7 @@ mod tests {
             .withf(move |deliveries| deliveries == [(key.clone(), now())])
             .times(1)
             .returning(|_| Ok(()));
-        ports
-            .source
-            .expect_ack()
-            .with(eq(DeliveryTag::new(7)))
-            .times(1)
-            .returning(|_| Ok(()));
+        expect_acked(&mut ports.source, &[7]);
         let outcome = ports.sender().handle(delivery(7, 1)).await.unwrap();
         assert_eq!(outcome, DeliveryOutcome::Delivered);
     }
@@ -508,7 +713,7 @@ mod tests {
             .returning(|keys| Ok(keys.iter().cloned().collect()));
         ports.notifier.expect_notify().never();
         ports.log.expect_record_all_delivered().never();
-        ports.source.expect_ack().times(1).returning(|_| Ok(()));
+        expect_acked(&mut ports.source, &[1]);
         let outcome = ports.sender().handle(delivery(1, 2)).await.unwrap();
         assert_eq!(outcome, DeliveryOutcome::Duplicate);
     }
@@ -621,7 +826,7 @@ mod tests {
             .log
             .expect_record_all_delivered()
             .returning(|_| Err(DeliveryLogError::Unavailable("db down".into())));
-        ports.source.expect_ack().times(1).returning(|_| Ok(()));
+        ports.source.expect_ack_all().times(1).returning(|_| Ok(()));
         let outcome = ports.sender().handle(delivery(1, 1)).await.unwrap();
         assert_eq!(outcome, DeliveryOutcome::Delivered);
     }
@@ -635,8 +840,8 @@ mod tests {
             .returning(|keys| Ok(keys.iter().cloned().collect()));
         ports
             .source
-            .expect_ack()
-            .returning(|tag| Err(SourceError::UnknownDelivery(tag)));
+            .expect_ack_all()
+            .returning(|tags| Err(SourceError::UnknownDelivery(tags[0])));
         ports
             .source
             .expect_receive()
@@ -691,7 +896,7 @@ mod tests {
             .withf(move |deliveries| deliveries == [(fresh_key.clone(), now())])
             .times(1)
             .returning(|_| Ok(()));
-        ports.source.expect_ack().times(3).returning(|_| Ok(()));
+        expect_acked(&mut ports.source, &[1, 3, 2]);
         let batch = vec![
             Delivery {
                 tag: DeliveryTag::new(1),
@@ -729,7 +934,7 @@ mod tests {
             .times(1)
             .returning(|_| Err(DeliveryLogError::Unavailable("db down".into())));
         ports.notifier.expect_notify().never();
-        ports.source.expect_ack().never();
+        ports.source.expect_ack_all().never();
         ports.source.expect_retry().times(2).returning(|_| Ok(()));
         let error = ports
             .sender()
@@ -775,7 +980,12 @@ mod tests {
             .withf(|deliveries| deliveries.len() == 2)
             .times(1)
             .returning(|_| Ok(()));
-        ports.source.expect_ack().times(2).returning(|_| Ok(()));
+        ports
+            .source
+            .expect_ack_all()
+            .withf(|tags| tags.len() == 2)
+            .times(1)
+            .returning(|_| Ok(()));
         ports
             .log
             .expect_forget_before()
@@ -831,7 +1041,7 @@ mod tests {
             .expect_record_all_delivered()
             .returning(|_| Ok(()));
         ports.log.expect_forget_before().returning(|_| Ok(0));
-        ports.source.expect_ack().times(1).returning(|_| Ok(()));
+        ports.source.expect_ack_all().times(1).returning(|_| Ok(()));
         let slow = Arc::new(Slow {
             delivered: Mutex::new(0),
         });
@@ -849,5 +1059,293 @@ mod tests {
             1,
             "the delivery under way finished"
         );
+    }
+    #[tokio::test]
+    async fn a_reminder_no_longer_wanted_is_acked_without_notifying() {
+        let mut ports = Ports::new();
+        ports.events = Some(events_wanting(Vec::new()));
+        ports
+            .log
+            .expect_delivered_among()
+            .returning(|_| Ok(HashSet::new()));
+        ports.notifier.expect_notify().never();
+        ports.log.expect_record_all_delivered().never();
+        expect_acked(&mut ports.source, &[4]);
+        let outcome = ports.sender().handle(delivery(4, 1)).await.unwrap();
+        assert_eq!(outcome, DeliveryOutcome::Cancelled);
+    }
+
+    #[tokio::test]
+    async fn a_notification_is_delivered_as_its_event_reads_now() {
+        let mut ports = Ports::new();
+        let published = notification();
+        let renamed = Notification::new(
+            published.event_id(),
+            published.user().clone(),
+            Title::new("Call, moved to room 4").unwrap(),
+            published.event_start(),
+            published.remind_at(),
+        );
+        let mut events = MockEventRepository::new();
+        let asked = published.key();
+        let reads = renamed.clone();
+        events
+            .expect_current_reminders()
+            .withf(move |keys| keys == [asked])
+            .times(1)
+            .returning(move |_| Ok(vec![reads.clone()]));
+        ports.events = Some(events);
+        ports
+            .log
+            .expect_delivered_among()
+            .returning(|_| Ok(HashSet::new()));
+        ports
+            .notifier
+            .expect_notify()
+            .withf(move |n| *n == renamed)
+            .times(1)
+            .returning(|_| Ok(()));
+        ports
+            .log
+            .expect_record_all_delivered()
+            .times(1)
+            .returning(|_| Ok(()));
+        ports.source.expect_ack_all().times(1).returning(|_| Ok(()));
+        let outcome = ports.sender().handle(delivery(1, 1)).await.unwrap();
+        assert_eq!(outcome, DeliveryOutcome::Delivered);
+    }
+
+    #[tokio::test]
+    async fn without_the_event_store_the_batch_goes_back_to_the_queue() {
+        let mut ports = Ports::new();
+        let mut events = MockEventRepository::new();
+        events
+            .expect_current_reminders()
+            .returning(|_| Err(RepositoryError::Unavailable("db down".into())));
+        ports.events = Some(events);
+        ports
+            .log
+            .expect_delivered_among()
+            .returning(|_| Ok(HashSet::new()));
+        ports.notifier.expect_notify().never();
+        ports.source.expect_ack_all().never();
+        ports.source.expect_retry().times(2).returning(|_| Ok(()));
+        let error = ports
+            .sender()
+            .handle_batch(vec![delivery(1, 1), delivery(2, 1)])
+            .await
+            .unwrap_err();
+        assert!(matches!(error, SenderError::Events(_)), "{error}");
+    }
+
+    /// A clock that reads [`now`] when the test starts and moves with tokio's (paused) time.
+    struct TestClock(Instant);
+
+    impl Clock for TestClock {
+        fn now(&self) -> DateTime<Utc> {
+            now() + chrono::TimeDelta::from_std(self.0.elapsed()).unwrap()
+        }
+    }
+
+    /// A source handing out `script`, then waiting for ever; records what is acknowledged, and
+    /// reports the tags in `lost` as no longer held.
+    #[derive(Default)]
+    struct Scripted {
+        script: Mutex<std::collections::VecDeque<Delivery>>,
+        acked: Mutex<Vec<u64>>,
+        lost: Vec<u64>,
+    }
+
+    #[async_trait]
+    impl NotificationSource for Scripted {
+        async fn receive(&self) -> Result<Delivery, SourceError> {
+            let next = self.script.lock().unwrap().pop_front();
+            match next {
+                Some(delivery) => Ok(delivery),
+                None => std::future::pending().await,
+            }
+        }
+        async fn is_unsettled(&self, tag: DeliveryTag) -> bool {
+            !self.lost.contains(&tag.get()) && !self.acked.lock().unwrap().contains(&tag.get())
+        }
+        async fn ack(&self, tag: DeliveryTag) -> Result<(), SourceError> {
+            self.acked.lock().unwrap().push(tag.get());
+            Ok(())
+        }
+        async fn ack_all(&self, tags: &[DeliveryTag]) -> Result<(), SourceError> {
+            for tag in tags {
+                self.ack(*tag).await?;
+            }
+            Ok(())
+        }
+        async fn retry(&self, tag: DeliveryTag) -> Result<(), SourceError> {
+            panic!("nothing is retried here, yet {tag} was");
+        }
+        async fn dead_letter(&self, tag: DeliveryTag, _: &str) -> Result<(), SourceError> {
+            panic!("nothing is dead-lettered here, yet {tag} was");
+        }
+    }
+
+    /// A notifier recording when (by `clock`) it delivered which reminder.
+    struct Recording {
+        clock: Arc<TestClock>,
+        delivered: Mutex<Vec<(EventId, DateTime<Utc>)>>,
+    }
+
+    #[async_trait]
+    impl Notifier for Recording {
+        async fn notify(&self, notification: &Notification) -> Result<(), NotifyError> {
+            self.delivered
+                .lock()
+                .unwrap()
+                .push((notification.event_id(), self.clock.now()));
+            Ok(())
+        }
+    }
+
+    /// A reminder of a fresh event starting at `start`, due 10 minutes before.
+    fn reminder_of_event_at(start: &str) -> Notification {
+        Event::new(
+            EventId::generate(),
+            user("ann"),
+            with_reminder(details("Review", at(start), 30), 10),
+            now(),
+        )
+        .notification()
+        .unwrap()
+    }
+
+    /// A source handing out `notifications`, tagged 1, 2, ... in order.
+    fn scripted(notifications: &[&Notification]) -> Scripted {
+        let deliveries = (1..)
+            .zip(notifications)
+            .map(|(tag, notification)| Delivery {
+                tag: DeliveryTag::new(tag),
+                attempt: 1,
+                message: Ok((*notification).clone()),
+            });
+        Scripted {
+            script: Mutex::new(deliveries.collect()),
+            ..Scripted::default()
+        }
+    }
+
+    /// Runs a sender on `source` (and a delivery log that has delivered nothing) with
+    /// `max_held`, where `wanted` are the reminders still wanted, for `minutes` of paused time.
+    async fn run_for(
+        source: Arc<Scripted>,
+        wanted: Vec<Notification>,
+        max_held: usize,
+        minutes: u64,
+    ) -> Vec<(EventId, DateTime<Utc>)> {
+        let clock = Arc::new(TestClock(Instant::now()));
+        let mut log = MockDeliveryLog::new();
+        log.expect_delivered_among()
+            .returning(|_| Ok(HashSet::new()));
+        log.expect_record_all_delivered().returning(|_| Ok(()));
+        log.expect_forget_before().returning(|_| Ok(0));
+        let notifier = Arc::new(Recording {
+            clock: clock.clone(),
+            delivered: Mutex::new(Vec::new()),
+        });
+        let sender = NotificationSender::new(
+            source,
+            Arc::new(log),
+            Arc::new(events_wanting(wanted)),
+            notifier.clone(),
+            clock,
+            SenderConfig {
+                max_held,
+                ..SenderConfig::default()
+            },
+        );
+        let shutdown = CancellationToken::new();
+        let running = tokio::spawn({
+            let shutdown = shutdown.clone();
+            async move { sender.run(shutdown).await }
+        });
+        tokio::time::sleep(Duration::from_secs(minutes * 60)).await;
+        shutdown.cancel();
+        running.await.unwrap();
+        notifier.delivered.lock().unwrap().clone()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_early_message_is_held_until_it_falls_due_and_the_next_is_not_kept_waiting() {
+        // Due at 12:10 and at 12:05 (published ahead), and at 12:00 (due now).
+        let (later, sooner, due) = (
+            reminder_of_event_at("2030-01-01T12:20:00Z"),
+            reminder_of_event_at("2030-01-01T12:15:00Z"),
+            reminder_of_event_at("2030-01-01T12:10:00Z"),
+        );
+        let source = Arc::new(scripted(&[&later, &sooner, &due]));
+        let delivered = run_for(
+            source.clone(),
+            vec![later.clone(), sooner.clone(), due.clone()],
+            10,
+            15,
+        )
+        .await;
+        assert_eq!(
+            delivered,
+            [
+                (due.event_id(), at("2030-01-01T12:00:00Z")),
+                (sooner.event_id(), at("2030-01-01T12:05:00Z")),
+                (later.event_id(), at("2030-01-01T12:10:00Z")),
+            ],
+            "each delivered when it falls due, to the millisecond"
+        );
+        assert_eq!(*source.acked.lock().unwrap(), [3, 2, 1]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_held_reminder_cancelled_meanwhile_or_lost_with_its_connection_is_not_delivered() {
+        let (deleted, lost, kept) = (
+            reminder_of_event_at("2030-01-01T12:20:00Z"),
+            reminder_of_event_at("2030-01-01T12:20:00Z"),
+            reminder_of_event_at("2030-01-01T12:20:00Z"),
+        );
+        let source = Arc::new(Scripted {
+            lost: vec![2],
+            ..scripted(&[&deleted, &lost, &kept])
+        });
+        // By the time they fall due, `deleted`'s event is gone.
+        let delivered = run_for(source.clone(), vec![lost, kept.clone()], 10, 15).await;
+        assert_eq!(delivered, [(kept.event_id(), at("2030-01-01T12:10:00Z"))]);
+        let mut acked = source.acked.lock().unwrap().clone();
+        acked.sort_unstable();
+        assert_eq!(
+            acked,
+            [1, 3],
+            "the cancelled one acknowledged, the lost one left to its redelivery"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn with_max_held_messages_held_nothing_more_is_received_until_one_falls_due() {
+        let (early, due) = (
+            reminder_of_event_at("2030-01-01T12:20:00Z"),
+            reminder_of_event_at("2030-01-01T12:10:00Z"),
+        );
+        let source = Arc::new(scripted(&[&early, &due]));
+        let mut delivered = run_for(source, vec![early.clone(), due.clone()], 1, 15).await;
+        delivered.sort_unstable();
+        let mut expected = [
+            (early.event_id(), at("2030-01-01T12:10:00Z")),
+            (due.event_id(), at("2030-01-01T12:10:00Z")),
+        ];
+        expected.sort_unstable();
+        assert_eq!(
+            delivered, expected,
+            "the message behind the held one waited for it"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn holding_nothing_delivers_early_messages_on_arrival() {
+        let early = reminder_of_event_at("2030-01-01T12:20:00Z");
+        let source = Arc::new(scripted(&[&early]));
+        let delivered = run_for(source, vec![early.clone()], 0, 1).await;
+        assert_eq!(delivered, [(early.event_id(), now())]);
     }
 }

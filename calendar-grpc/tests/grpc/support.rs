@@ -318,10 +318,18 @@ impl EventRepository for GatedRepository {
     async fn claim_due(
         &self,
         now: DateTime<Utc>,
+        ahead: TimeDelta,
         lease: TimeDelta,
         limit: u32,
     ) -> Result<Vec<Notification>, RepositoryError> {
-        self.inner.claim_due(now, lease, limit).await
+        self.inner.claim_due(now, ahead, lease, limit).await
+    }
+
+    async fn current_reminders(
+        &self,
+        reminders: &[ReminderKey],
+    ) -> Result<Vec<Notification>, RepositoryError> {
+        self.inner.current_reminders(reminders).await
     }
 
     async fn mark_sent(&self, reminders: &[ReminderKey]) -> Result<u64, RepositoryError> {

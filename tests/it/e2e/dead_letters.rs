@@ -1,7 +1,7 @@
 //! Messages on the reminder queue that are not notifications: published straight onto a
 //! stack's queue by a bare amqprs client (as a foreign or future publisher would), each must end
-//! in the dead-letter queue, the sender must carry on, and a valid notification after them must
-//! be delivered.
+//! in the dead-letter queue, the sender must carry on, and a valid notification after them (of
+//! an event that exists) must be delivered.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -12,12 +12,15 @@ use calendar_core::instruments::{NOTIFICATIONS_DEAD_LETTERED, NOTIFICATIONS_DELI
 use calendar_core::{
     EventId, NOTIFICATION_CONTENT_TYPE, NOTIFICATION_SCHEMA_VERSION, Notification, Title, UserId,
 };
+use calendar_grpc::mapping::{datetime_to_timestamp, delta_to_duration};
+use calendar_grpc::proto::calendar::v1 as pb;
 use calendar_tests::harness::{http, services};
 use chrono::{DateTime, TimeDelta, Utc};
 
 use super::deliveries::{Logged, Reminder, wait_for_delivery};
 use super::eventually;
 use super::stack::Stack;
+use crate::as_user;
 
 /// The header in which the queue adapter (`calendar_adapters::amqp::SCHEMA_VERSION_HEADER`)
 /// states the version of the body's encoding.
@@ -37,15 +40,38 @@ struct Bad {
     reason: &'static str,
 }
 
-/// A notification due now, of a fresh event.
-fn notification() -> Notification {
+/// The notification of an event created through the stack's server, due now (the stack runs no
+/// scheduler: the test publishes it itself). The event exists, so the sender delivers it.
+async fn notification(stack: &Stack) -> Notification {
     let now = DateTime::from_timestamp_millis(Utc::now().timestamp_millis()).expect("now");
-    Notification::new(
-        EventId::generate(),
-        UserId::new("ann").expect("a user id"),
-        Title::new("After the bad messages").expect("a title"),
+    let (title, start, lead) = (
+        "After the bad messages",
         now + TimeDelta::minutes(10),
-        now,
+        TimeDelta::minutes(10),
+    );
+    let request = pb::CreateEventRequest {
+        event: Some(pb::Event {
+            title: title.to_owned(),
+            start_time: Some(datetime_to_timestamp(start)),
+            duration: Some(delta_to_duration(TimeDelta::minutes(30))),
+            notify_before: Some(delta_to_duration(lead)),
+            ..pb::Event::default()
+        }),
+        event_id: String::new(),
+    };
+    let created = stack
+        .client()
+        .await
+        .create_event(as_user("ann", request))
+        .await
+        .unwrap_or_else(|status| panic!("CreateEvent failed: {status:?}"))
+        .into_inner();
+    Notification::new(
+        created.id.parse::<EventId>().expect("an event id"),
+        UserId::new("ann").expect("a user id"),
+        Title::new(title).expect("a title"),
+        start,
+        start - lead,
     )
 }
 
@@ -96,7 +122,7 @@ async fn messages_that_are_not_notifications_are_dead_lettered_and_the_sender_ca
         .unwrap_or_else(|error| panic!("{error}"));
     let channel = connection.open_channel(None).await.expect("a channel");
 
-    let valid = notification();
+    let valid = notification(&stack).await;
     let encoded = valid.encode();
     let mut future = serde_json::from_slice::<serde_json::Value>(&encoded).expect("JSON");
     future["schema_version"] = 99.into();

@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use calendar_adapters::log::NOTIFICATION_TARGET;
 use calendar_core::instruments::{
-    NOTIFICATIONS_DEAD_LETTERED, NOTIFICATIONS_DELIVERED, NOTIFICATIONS_DUPLICATE,
-    REMINDERS_CONFIRMED, REMINDERS_FAILED,
+    NOTIFICATIONS_CANCELLED, NOTIFICATIONS_DEAD_LETTERED, NOTIFICATIONS_DELIVERED,
+    NOTIFICATIONS_DUPLICATE, REMINDERS_CONFIRMED, REMINDERS_FAILED,
 };
 use calendar_core::{EventId, ReminderKey};
 use calendar_grpc::mapping::{duration_to_delta, timestamp_to_datetime};
@@ -127,8 +127,8 @@ pub(crate) async fn wait_for_delivery(stack: &Stack, reminders: &[Reminder], tim
 
 /// Waits until nothing more will reach the senders: no reminder is pending any more (so
 /// none will be published again), the schedulers confirmed at least `published` messages, and
-/// the running senders have handled (delivered or suppressed) as many messages as the
-/// schedulers published. Only then are the counts per key final. Senders that were killed are
+/// the running senders have handled (delivered, suppressed or dropped as cancelled) as many
+/// messages as the schedulers published. Only then are the counts per key final. Senders that were killed are
 /// not counted: after a kill, use [`wait_for_delivery`] alone.
 pub(crate) async fn wait_until_settled(stack: &Stack, published: usize) {
     eventually("the queue drained", Duration::from_secs(30), async || {
@@ -153,7 +153,8 @@ pub(crate) async fn wait_until_settled(stack: &Stack, published: usize) {
         let mut handled = 0.0;
         for sender in &stack.senders {
             handled += sender.metric(NOTIFICATIONS_DELIVERED).await
-                + sender.metric(NOTIFICATIONS_DUPLICATE).await;
+                + sender.metric(NOTIFICATIONS_DUPLICATE).await
+                + sender.metric(NOTIFICATIONS_CANCELLED).await;
             let dead = sender.metric(NOTIFICATIONS_DEAD_LETTERED).await;
             assert!(
                 dead == 0.0,

@@ -1,6 +1,7 @@
-//! The scenarios of reminders end to end: delivered once and on time, re-armed by an update,
-//! cancelled by a delete, skipped once their event started, exactly once with competing
-//! schedulers and senders, and nothing lost when a sender is killed mid-stream.
+//! The scenarios of reminders end to end: delivered once and on time, held by the sender when
+//! published ahead and checked against their event when due, re-armed by an update, cancelled
+//! by a delete, skipped once their event started, exactly once with competing schedulers and
+//! senders, and nothing lost when a sender is killed mid-stream.
 //!
 //! Each prints its figures (run with `--nocapture` to see them) and fails on any loss or
 //! violated bound.
@@ -8,7 +9,7 @@
 use std::time::Duration;
 
 use calendar_core::instruments::{
-    NOTIFICATIONS_DUPLICATE, REMINDERS_CONFIRMED, REMINDERS_SKIPPED_LATE,
+    NOTIFICATIONS_CANCELLED, NOTIFICATIONS_DUPLICATE, REMINDERS_CONFIRMED, REMINDERS_SKIPPED_LATE,
 };
 use calendar_grpc::mapping::{datetime_to_timestamp, delta_to_duration};
 use calendar_grpc::proto::calendar::v1 as pb;
@@ -136,6 +137,91 @@ async fn reminders_due_in_one_to_three_seconds_are_delivered_once_within_two_sec
     let figures = Figures::measure(&stack, &reminders).await;
     eprintln!("on time: {figures}");
     figures.assert_exactly_once();
+    figures.assert_late_at_most(ON_TIME);
+    stack.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reminder_published_ahead_is_held_until_due_and_checked_against_its_event_then() {
+    let stack = Stack::start(1, 1).await;
+    let (scheduler, sender) = (&stack.schedulers[0], &stack.senders[0]);
+    let mut client = stack.client().await;
+    // Each event's reminder falls due 8 s from now.
+    let start = due_at(now(), TimeDelta::seconds(8));
+    let kept = create(&mut client, "ann", event("Kept", start)).await;
+    let renamed = create(&mut client, "bob", event("Renamed", start)).await;
+    let deleted = create(&mut client, "cid", event("Deleted", start)).await;
+    // The scheduler looks 30 s ahead: all three are published at its next tick.
+    eventually("published ahead", Duration::from_secs(5), async || {
+        let confirmed = scheduler.metric(REMINDERS_CONFIRMED).await;
+        if confirmed >= 3.0 {
+            Ok(())
+        } else {
+            Err(format!("{confirmed} confirmed"))
+        }
+    })
+    .await;
+    let request = pb::UpdateEventRequest {
+        expected_version: Some(renamed.version),
+        event: Some(pb::Event {
+            title: "Renamed, room 4".to_owned(),
+            ..renamed.clone()
+        }),
+    };
+    client
+        .update_event(as_user("bob", request))
+        .await
+        .expect("UpdateEvent");
+    client
+        .delete_event(as_user(
+            "cid",
+            pb::DeleteEventRequest {
+                id: deleted.id.clone(),
+            },
+        ))
+        .await
+        .expect("DeleteEvent");
+    assert!(
+        now() < start - LEAD,
+        "the test ran too slowly: its reminders fell due before the changes were made"
+    );
+
+    let delivered = [Reminder::of(&kept), Reminder::of(&renamed)];
+    wait_for_delivery(&stack, &delivered, Duration::from_secs(20)).await;
+    eventually(
+        "the deleted event's reminder dropped",
+        Duration::from_secs(10),
+        async || {
+            let cancelled = sender.metric(NOTIFICATIONS_CANCELLED).await;
+            if cancelled >= 1.0 {
+                Ok(())
+            } else {
+                Err(format!("{cancelled} dropped"))
+            }
+        },
+    )
+    .await;
+    let logged = Logged::by(&stack.senders);
+    assert_eq!(
+        logged.of_event(&deleted.id),
+        0,
+        "the deleted event's reminder was delivered"
+    );
+    let title = sender.process.with_lines(|lines| {
+        lines
+            .iter()
+            .find(|line| line["event_id"] == renamed.id.as_str() && line["title"].is_string())
+            .map(|line| line["title"].to_string())
+    });
+    assert_eq!(
+        title.as_deref(),
+        Some("\"Renamed, room 4\""),
+        "delivered as the event read when it fell due"
+    );
+    let figures = Figures::measure(&stack, &delivered).await;
+    eprintln!("published ahead and held: {figures}");
+    figures.assert_exactly_once();
+    // Held until due: not before it (checked here), and within the promise after.
     figures.assert_late_at_most(ON_TIME);
     stack.stop().await;
 }
