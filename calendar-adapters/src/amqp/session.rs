@@ -62,9 +62,9 @@ pub(super) struct Session {
     /// publish under this lock.
     publishing: Mutex<()>,
     consumer: Option<Channel>,
-    /// One receiver per consumer on the consuming channel (several share a prefetch above
+    /// What the consumers on the consuming channel receive (several share a prefetch above
     /// AMQP's 16-bit limit).
-    messages: Option<Mutex<Vec<UnboundedReceiver<ConsumerMessage>>>>,
+    messages: Option<Mutex<Consumers>>,
     /// Signalled by the callbacks when the broker closes the connection or a channel.
     lost: Arc<Notify>,
 }
@@ -127,7 +127,7 @@ impl Session {
                     .await?;
                 receivers.push(messages);
             }
-            (Some(channel), Some(Mutex::new(receivers)))
+            (Some(channel), Some(Mutex::new(Consumers::new(receivers))))
         } else {
             (None, None)
         };
@@ -198,32 +198,9 @@ impl Session {
             .as_ref()
             .ok_or_else(|| SourceError::Unavailable("not consuming".into()))?;
         let mut messages = messages.lock().await;
-        // Whichever consumer has a message; polling a receiver loses nothing when this future
-        // is dropped, so it stays cancel safe.
-        let mut message = std::future::poll_fn(|cx| {
-            for receiver in messages.iter_mut() {
-                if let Poll::Ready(message) = receiver.poll_recv(cx) {
-                    return Poll::Ready(message);
-                }
-            }
-            Poll::Pending
-        })
-        .await
-        .ok_or_else(|| SourceError::Unavailable("the consuming channel closed".into()))?;
-        match (
-            message.deliver.take(),
-            message.basic_properties.take(),
-            message.content.take(),
-        ) {
-            (Some(deliver), Some(properties), Some(body)) => Ok(Received {
-                broker_tag: deliver.delivery_tag(),
-                properties,
-                body,
-            }),
-            _ => Err(SourceError::Unavailable(
-                "the broker delivered an incomplete message".into(),
-            )),
-        }
+        // What was taken from a receiver waits in the consumers' heads, not in this future:
+        // dropping it loses nothing.
+        std::future::poll_fn(|cx| messages.poll_next(cx)).await
     }
 
     /// Takes up to `max` messages from the dead-letter queue.
@@ -264,6 +241,79 @@ impl Session {
         if let Err(error) = self.connection.clone().close().await {
             warn!(%error, "closing the AMQP connection failed");
         }
+    }
+}
+
+/// The receivers of the consumers on the consuming channel, merged back into the broker's
+/// order. The broker numbers a channel's deliveries and sends them in that order, and amqprs
+/// hands each to its consumer's receiver as it reads them; so once a message is seen at the
+/// head of one receiver, every message numbered before it is already in its receiver, and
+/// taking the lowest-numbered head keeps the broker's order. That order is what lets the
+/// sender's batches be acknowledged with `multiple` (see [`super::unsettled`]).
+pub(super) struct Consumers {
+    receivers: Vec<UnboundedReceiver<ConsumerMessage>>,
+    /// Per receiver, the message taken from it and not handed out yet.
+    heads: Vec<Option<Received>>,
+}
+
+impl Consumers {
+    fn new(receivers: Vec<UnboundedReceiver<ConsumerMessage>>) -> Self {
+        Self {
+            heads: receivers.iter().map(|_| None).collect(),
+            receivers,
+        }
+    }
+
+    /// The next message in the broker's order.
+    fn poll_next(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> Poll<Result<Received, SourceError>> {
+        // Twice: a message dispatched before one seen on the first pass, to a receiver already
+        // looked at, is there by the second.
+        for _ in 0..2 {
+            for (receiver, head) in self.receivers.iter_mut().zip(&mut self.heads) {
+                if head.is_some() {
+                    continue;
+                }
+                match receiver.poll_recv(cx) {
+                    Poll::Ready(Some(message)) => *head = Some(received(message)?),
+                    Poll::Ready(None) => {
+                        return Poll::Ready(Err(SourceError::Unavailable(
+                            "the consuming channel closed".into(),
+                        )));
+                    }
+                    Poll::Pending => {}
+                }
+            }
+        }
+        let lowest = self
+            .heads
+            .iter_mut()
+            .filter(|head| head.is_some())
+            .min_by_key(|head| head.as_ref().map_or(u64::MAX, |m| m.broker_tag));
+        match lowest.and_then(Option::take) {
+            Some(message) => Poll::Ready(Ok(message)),
+            None => Poll::Pending,
+        }
+    }
+}
+
+/// A delivery as the sender's side needs it.
+fn received(mut message: ConsumerMessage) -> Result<Received, SourceError> {
+    match (
+        message.deliver.take(),
+        message.basic_properties.take(),
+        message.content.take(),
+    ) {
+        (Some(deliver), Some(properties), Some(body)) => Ok(Received {
+            broker_tag: deliver.delivery_tag(),
+            properties,
+            body,
+        }),
+        _ => Err(SourceError::Unavailable(
+            "the broker delivered an incomplete message".into(),
+        )),
     }
 }
 
