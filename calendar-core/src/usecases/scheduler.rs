@@ -28,7 +28,8 @@ pub struct SchedulerConfig {
     /// instant (every meeting at nine) are in the senders' hands by then instead of queueing
     /// behind each other. Zero publishes each reminder only once it is due. What is published
     /// ahead stays unacknowledged in a sender until it falls due, so this times the peak rate
-    /// of reminders is what the senders hold (see `SenderConfig::max_held`).
+    /// of reminders is what the senders hold (see `SenderConfig::max_held`). A negative one
+    /// counts as zero; keep it at most [`Self::MAX_LOOK_AHEAD`].
     pub look_ahead: TimeDelta,
     /// How long a claim holds a reminder: after it, a reminder claimed but never confirmed is
     /// claimed again (by this or another scheduler).
@@ -151,7 +152,7 @@ impl ReminderScheduler {
             .events
             .claim_due(
                 now,
-                self.config.look_ahead,
+                self.config.look_ahead.max(TimeDelta::zero()),
                 self.config.lease,
                 self.config.batch_size,
             )
@@ -436,6 +437,44 @@ mod tests {
         let report = scheduler(repo, queue).tick().await.unwrap();
         assert_eq!((report.claimed, report.published, report.failed), (2, 2, 0));
         assert_eq!(report.lags, vec![TimeDelta::minutes(5), TimeDelta::zero()]);
+    }
+
+    #[tokio::test]
+    async fn reminders_within_the_look_ahead_are_published_before_they_fall_due() {
+        // Due in 20 s: its event starts in 10 min 20 s, far from started.
+        let ahead = reminder_of_event_starting_in(TimeDelta::seconds(620));
+        let mut repo = MockEventRepository::new();
+        let claimed = vec![ahead.clone()];
+        repo.expect_claim_due()
+            .withf(|at, look_ahead, _, _| *at == now() && *look_ahead == TimeDelta::seconds(30))
+            .times(1)
+            .returning(move |_, _, _, _| Ok(claimed.clone()));
+        repo.expect_mark_skipped().never();
+        repo.expect_mark_sent()
+            .times(1)
+            .returning(|marked| Ok(marked.len() as u64));
+        let mut queue = MockReminderQueue::new();
+        queue
+            .expect_publish()
+            .times(1)
+            .returning(|batch| batch.iter().map(|_| Ok(())).collect());
+        let report = scheduler(repo, queue).tick().await.unwrap();
+        assert_eq!((report.published, report.skipped_late), (1, 0));
+        assert_eq!(
+            report.lags,
+            vec![-TimeDelta::seconds(20)],
+            "confirmed 20 s before it falls due"
+        );
+    }
+
+    /// A reminder 10 minutes before an event starting `starts_in` from now.
+    fn reminder_of_event_starting_in(starts_in: TimeDelta) -> Notification {
+        let e: Event = event(
+            &user("ann"),
+            with_reminder(details("Call", now() + starts_in, 30), 10),
+            now(),
+        );
+        e.notification().unwrap()
     }
 
     #[tokio::test]

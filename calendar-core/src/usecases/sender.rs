@@ -22,12 +22,14 @@ pub struct SenderConfig {
     /// Deliveries of one message after which a failing notifier sends it to the dead-letter
     /// queue instead of retrying.
     pub max_attempts: u32,
-    /// Most messages in hand at once in [`NotificationSender::run`] (received, not yet
-    /// settled). What arrives together is handled as one batch: deduplicated with one question
-    /// to the delivery log and recorded with one write. Larger batches mean fewer round trips
-    /// to the delivery log per message; a sender killed mid-batch may have notified up to this
-    /// many messages it had not yet recorded, which are then delivered again. Keep it at or
-    /// below the queue's prefetch: the broker hands over no more than that unacknowledged.
+    /// Most messages being handled at once in [`NotificationSender::run`] (received, due, not
+    /// yet settled; held ones apart). What is ready together is handled as one batch: checked
+    /// with one question to the event store and one to the delivery log, and recorded with
+    /// one write; held messages falling due are handled in batches of a quarter of this, so
+    /// that several overlap. Larger batches mean fewer round trips per message; a sender
+    /// killed mid-batch may have notified up to this many messages it had not yet recorded,
+    /// which are then delivered again. The queue's prefetch must have room for these and the
+    /// held ones: the broker hands over no more than that unacknowledged.
     pub concurrency: usize,
     /// Most messages held back at once: received before their reminder falls due (the
     /// scheduler publishes ahead, `SchedulerConfig::look_ahead`), they are delivered when it
