@@ -457,10 +457,11 @@ impl NotificationSender {
                 warn!(%error, "delivery failed during shutdown");
             }
         }
+        // The held ones stay unsettled: the queue delivers them again once the source closes.
         info!(
             finished = unfinished,
             held = held.len(),
-            "notification sender stopped; the held messages go back to the queue with the source"
+            "notification sender stopped"
         );
     }
 
