@@ -445,13 +445,9 @@ impl NotificationSource for AmqpBroker {
     }
 
     async fn ack(&self, tag: DeliveryTag) -> Result<(), SourceError> {
-        let message = self.shared.take_unsettled(tag)?;
-        let session = self.shared.session_of(tag, &message).await?;
-        session
-            .consumer()?
-            .basic_ack(BasicAckArguments::new(message.broker_tag, false))
-            .await
-            .map_err(|e| SourceError::Unavailable(e.into()))
+        // The same path as a batch's: an acknowledgement must know what a concurrent
+        // `multiple` one may cover.
+        self.ack_all(std::slice::from_ref(&tag)).await
     }
 
     async fn retry(&self, tag: DeliveryTag) -> Result<(), SourceError> {

@@ -29,8 +29,9 @@ pub(super) struct UnsettledMessages {
     /// (session, broker tag) of each, and of each taken whose settling is not sent yet, in the
     /// broker's order.
     order: BTreeSet<(u64, u64)>,
-    /// Per session, which broker tags have been received.
-    received: HashMap<u64, Received>,
+    /// Which broker tags have been received on the newest session, and which session that is
+    /// (what was received on older ones no longer matters).
+    received: (u64, Received),
 }
 
 /// The broker tags received on one session: all of 1 to `through`, and those in `ahead`.
@@ -55,15 +56,14 @@ impl Received {
 
 impl UnsettledMessages {
     pub(super) fn insert(&mut self, tag: u64, message: Unsettled) {
-        let newest = self.received.keys().copied().max();
-        if newest.is_some_and(|newest| message.generation > newest) {
-            // A new session: what was received on the older ones no longer matters.
-            self.received.clear();
+        let (newest, received) = &mut self.received;
+        if message.generation > *newest {
+            *newest = message.generation;
+            *received = Received::default();
         }
-        self.received
-            .entry(message.generation)
-            .or_default()
-            .add(message.broker_tag);
+        if message.generation == *newest {
+            received.add(message.broker_tag);
+        }
         self.order.insert((message.generation, message.broker_tag));
         if let Some(replaced) = self.by_tag.insert(tag, message) {
             self.order
@@ -91,10 +91,12 @@ impl UnsettledMessages {
     /// an acknowledgement with `multiple` must not reach: the lowest not settled, or the
     /// lowest not received yet.
     pub(super) fn first_not_settled(&self, generation: u64, own: &[u64]) -> u64 {
-        let unreceived = self
-            .received
-            .get(&generation)
-            .map_or(1, |received| received.through + 1);
+        let (newest, received) = &self.received;
+        let unreceived = if generation == *newest {
+            received.through + 1
+        } else {
+            1
+        };
         self.order
             .range((generation, 0)..=(generation, u64::MAX))
             .map(|(_, broker_tag)| *broker_tag)

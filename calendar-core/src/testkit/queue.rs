@@ -52,6 +52,19 @@ async fn assert_nothing_arrives(fixture: &dyn QueueFixture, why: &str) {
     }
 }
 
+/// The source keeps working: notification `i`, published now, arrives and is acknowledged.
+async fn assert_still_works(fixture: &dyn QueueFixture, i: i64) {
+    let sent = notification(i);
+    publish_ok(fixture, std::slice::from_ref(&sent)).await;
+    let delivery = receive(fixture).await;
+    assert_eq!(
+        delivery.message.as_ref().ok(),
+        Some(&sent),
+        "the source keeps working"
+    );
+    fixture.source().ack(delivery.tag).await.expect("ack");
+}
+
 async fn publish_ok(fixture: &dyn QueueFixture, batch: &[Notification]) {
     let results = fixture.queue().publish(batch).await;
     assert_eq!(results.len(), batch.len(), "one result per notification");
@@ -157,15 +170,7 @@ pub async fn undecodable_message_arrives_as_a_decode_error(fixture: &dyn QueueFi
         .expect("dead letter");
     let dead = fixture.take_dead_letters(2).await;
     assert_eq!(dead.len(), 2);
-    let good = notification(3);
-    publish_ok(fixture, std::slice::from_ref(&good)).await;
-    let delivery = receive(fixture).await;
-    assert_eq!(
-        delivery.message.as_ref().ok(),
-        Some(&good),
-        "the source keeps working"
-    );
-    fixture.source().ack(delivery.tag).await.expect("ack");
+    assert_still_works(fixture, 3).await;
 }
 
 /// A message is unsettled until settled, and settled once: settling it again is refused, and
@@ -236,15 +241,7 @@ pub async fn acknowledging_together_settles_each(fixture: &dyn QueueFixture) {
         "the tag it could settle was settled"
     );
     assert_nothing_arrives(fixture, "all three were acknowledged").await;
-    let later = notification(10);
-    publish_ok(fixture, std::slice::from_ref(&later)).await;
-    let delivery = receive(fixture).await;
-    assert_eq!(
-        delivery.message.as_ref().ok(),
-        Some(&later),
-        "the source keeps working"
-    );
-    fixture.source().ack(delivery.tag).await.expect("ack");
+    assert_still_works(fixture, 10).await;
 }
 
 /// `receive` waits for a message published after it was called.

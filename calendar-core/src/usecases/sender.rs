@@ -364,7 +364,7 @@ impl NotificationSender {
         let capacity = self.config.concurrency.max(1);
         let mut in_flight = FuturesUnordered::new();
         let mut in_hand = 0;
-        let mut held = Held::default();
+        let mut held = Held::new();
         let mut paused_until: Option<Instant> = None;
         if let Err(error) = self.prune().await {
             warn!(%error, "pruning the delivery log failed");
@@ -435,7 +435,6 @@ impl NotificationSender {
                                     None => {}
                                 }
                             }
-                            metrics::gauge!(instruments::NOTIFICATIONS_HELD).set(held.len() as f64);
                             if !batch.is_empty() {
                                 let count = batch.len();
                                 in_hand += count;
@@ -514,17 +513,27 @@ impl NotificationSender {
     }
 }
 
-/// Messages received before they fall due, by due instant, then arrival.
-#[derive(Default)]
+/// Messages received before they fall due, by due instant, then arrival; their count is the
+/// held gauge.
 struct Held {
     messages: BTreeMap<(DateTime<Utc>, u64), Delivery>,
     arrivals: u64,
+    gauge: metrics::Gauge,
 }
 
 impl Held {
+    fn new() -> Self {
+        Self {
+            messages: BTreeMap::new(),
+            arrivals: 0,
+            gauge: metrics::gauge!(instruments::NOTIFICATIONS_HELD),
+        }
+    }
+
     fn insert(&mut self, due: DateTime<Utc>, delivery: Delivery) {
         self.arrivals += 1;
         self.messages.insert((due, self.arrivals), delivery);
+        self.gauge.set(self.messages.len() as f64);
     }
 
     fn len(&self) -> usize {
@@ -549,7 +558,7 @@ impl Held {
                 _ => break,
             }
         }
-        metrics::gauge!(instruments::NOTIFICATIONS_HELD).set(self.messages.len() as f64);
+        self.gauge.set(self.messages.len() as f64);
         due
     }
 }
@@ -633,6 +642,13 @@ mod tests {
         }
     }
 
+    /// Expects nothing notified or recorded, and the message tagged `tag` acknowledged.
+    fn expect_acked_unnotified(ports: &mut Ports, tag: &'static [u64]) {
+        ports.notifier.expect_notify().never();
+        ports.log.expect_record_all_delivered().never();
+        expect_acked(&mut ports.source, tag);
+    }
+
     /// Expects the messages tagged `tags` acknowledged, together, once.
     fn expect_acked(source: &mut MockNotificationSource, tags: &'static [u64]) {
         source
@@ -714,9 +730,7 @@ mod tests {
             .log
             .expect_delivered_among()
             .returning(|keys| Ok(keys.iter().cloned().collect()));
-        ports.notifier.expect_notify().never();
-        ports.log.expect_record_all_delivered().never();
-        expect_acked(&mut ports.source, &[1]);
+        expect_acked_unnotified(&mut ports, &[1]);
         let outcome = ports.sender().handle(delivery(1, 2)).await.unwrap();
         assert_eq!(outcome, DeliveryOutcome::Duplicate);
     }
@@ -1071,9 +1085,7 @@ mod tests {
             .log
             .expect_delivered_among()
             .returning(|_| Ok(HashSet::new()));
-        ports.notifier.expect_notify().never();
-        ports.log.expect_record_all_delivered().never();
-        expect_acked(&mut ports.source, &[4]);
+        expect_acked_unnotified(&mut ports, &[4]);
         let outcome = ports.sender().handle(delivery(4, 1)).await.unwrap();
         assert_eq!(outcome, DeliveryOutcome::Cancelled);
     }

@@ -39,6 +39,23 @@ impl Worker {
         assert_eq!(status, 200, "{}: GET /metrics: {body}", self.process.name());
         http::metric_sum(&body, name)
     }
+
+    /// Waits until the counter `name` reaches `at_least`, failing after `timeout`.
+    pub(crate) async fn wait_for_metric(&self, name: &str, at_least: f64, timeout: Duration) {
+        super::eventually(
+            &format!("{} {name} at {at_least}", self.process.name()),
+            timeout,
+            async || {
+                let value = self.metric(name).await;
+                if value >= at_least {
+                    Ok(())
+                } else {
+                    Err(format!("{value} so far"))
+                }
+            },
+        )
+        .await;
+    }
 }
 
 /// The roles of `calendar-worker`.
