@@ -14,4 +14,4 @@ mod sender;
 
 pub use calendar::{Calendar, CalendarError};
 pub use scheduler::{ReminderScheduler, SchedulerConfig, SchedulerError, TickReport};
-pub use sender::{DeliveryOutcome, NotificationSender, SenderConfig, SenderError};
+pub use sender::{DeliveryOutcome, MAX_ACK_DELAY, NotificationSender, SenderConfig, SenderError};

@@ -16,6 +16,10 @@ use crate::ports::{
     NotificationSource, Notifier, NotifyError, RepositoryError, SourceError,
 };
 
+/// Longest [`NotificationSender::run`] keeps the acknowledgements of delivered and recorded
+/// messages back while other deliveries are under way (see there).
+pub const MAX_ACK_DELAY: Duration = Duration::from_secs(5);
+
 /// How the sender handles failures and load.
 #[derive(Debug, Clone)]
 pub struct SenderConfig {
@@ -183,11 +187,25 @@ impl NotificationSender {
     /// source to deliver again) whatever happens; an error reports the first failure: then the
     /// event store or the delivery log could not be asked (every decodable message went back
     /// to the queue), or the source failed to settle one.
-    #[tracing::instrument(name = "deliver", skip_all, fields(messages = deliveries.len()))]
     pub async fn handle_batch(
         &self,
         deliveries: Vec<Delivery>,
     ) -> Result<Vec<DeliveryOutcome>, SenderError> {
+        let (outcomes, acks) = self.deliver_batch(deliveries).await;
+        let acknowledged = self.acknowledge(&acks).await;
+        let outcomes = outcomes?;
+        acknowledged?;
+        Ok(outcomes)
+    }
+
+    /// [`handle_batch`](Self::handle_batch) but for the acknowledgements, which it returns
+    /// (the messages delivered and recorded, duplicates and cancelled reminders) for the
+    /// caller to send, beside the outcomes or the first error.
+    #[tracing::instrument(name = "deliver", skip_all, fields(messages = deliveries.len()))]
+    async fn deliver_batch(
+        &self,
+        deliveries: Vec<Delivery>,
+    ) -> (Result<Vec<DeliveryOutcome>, SenderError>, Vec<DeliveryTag>) {
         let mut outcomes: Vec<Option<DeliveryOutcome>> = vec![None; deliveries.len()];
         let mut first_error: Option<SenderError> = None;
         let mut note = |result: Result<(), SenderError>| {
@@ -217,7 +235,7 @@ impl NotificationSender {
             }
         }
         if pending.is_empty() {
-            return finish(outcomes, first_error);
+            return (finish(outcomes, first_error), Vec::new());
         }
 
         let keys: Vec<IdempotencyKey> = pending.iter().map(|(_, p)| p.key.clone()).collect();
@@ -240,7 +258,7 @@ impl NotificationSender {
                         warn!(tag = %message.tag, error = %retry, "could not return a message to the queue");
                     }
                 }
-                return Err(error);
+                return (Err(error), Vec::new());
             }
         };
         let current: HashMap<ReminderKey, Notification> = current
@@ -329,10 +347,15 @@ impl NotificationSender {
                 outcomes[index] = Some(DeliveryOutcome::Delivered);
             }
         }
-        if !acks.is_empty() {
-            note(self.source.ack_all(&acks).await.map_err(Into::into));
+        (finish(outcomes, first_error), acks)
+    }
+
+    /// Acknowledges `tags` (nothing to do when there are none).
+    async fn acknowledge(&self, tags: &[DeliveryTag]) -> Result<(), SenderError> {
+        if tags.is_empty() {
+            return Ok(());
         }
-        finish(outcomes, first_error)
+        Ok(self.source.ack_all(tags).await?)
     }
 
     async fn dead_letter(&self, tag: DeliveryTag, reason: &str) -> Result<(), SenderError> {
@@ -355,8 +378,19 @@ impl NotificationSender {
     /// returns. A message received before its reminder falls due is held (at most
     /// [`SenderConfig::max_held`] at once) and handled when it does; the others are handled on
     /// arrival. Whatever is ready together is handled as one batch
-    /// ([`handle_batch`](Self::handle_batch)), so batches grow with the load. Held messages
-    /// still unsettled at shutdown stay so: the queue delivers them again once this source is
+    /// ([`handle_batch`](Self::handle_batch)), so batches grow with the load.
+    ///
+    /// A batch's acknowledgements are sent once no other batch is under way and nothing held
+    /// is due, all of them together, or [`MAX_ACK_DELAY`] after the first at the latest: when
+    /// many reminders fall due at once, the broker settles them after they are delivered
+    /// instead of competing with their delivery for the machine. What is kept back is done
+    /// with but for the broker's record (delivered and recorded, a duplicate, or a reminder no
+    /// longer wanted): if the sender dies first, the broker delivers it again and the delivery
+    /// log (or the event store) keeps it from being notified twice. Kept-back messages count
+    /// against the queue's prefetch: with it full, nothing more arrives until they are sent.
+    ///
+    /// At shutdown, the batches under way are finished and every acknowledgement is sent. Held
+    /// messages still unsettled stay so: the queue delivers them again once this source is
     /// closed (RabbitMQ requeues a closed channel's unacknowledged messages). Prunes the
     /// delivery log at start and every [`SenderConfig::prune_interval`].
     pub async fn run(&self, shutdown: CancellationToken) {
@@ -370,9 +404,11 @@ impl NotificationSender {
             warn!(%error, "pruning the delivery log failed");
         }
         let mut next_prune = Instant::now() + self.config.prune_interval;
+        let mut unacknowledged = Unacknowledged::default();
         let mut closed = false;
         while !closed {
             let next_due = held.next_due().map(|due| self.instant_of(due));
+            let acknowledge_by = unacknowledged.due;
             let room_to_receive = in_hand < capacity && !held.is_full(self.config.max_held);
             tokio::select! {
                 biased;
@@ -383,12 +419,24 @@ impl NotificationSender {
                     }
                     next_prune = Instant::now() + self.config.prune_interval;
                 }
-                Some((count, result)) = in_flight.next(), if !in_flight.is_empty() => {
+                Some(handled) = in_flight.next(), if !in_flight.is_empty() => {
+                    let Handled { count, result, acks } = handled;
                     in_hand -= count;
+                    unacknowledged.add(acks);
                     if let Err(error) = result {
                         warn!(%error, "delivery failed; pausing");
                         paused_until = Some(Instant::now() + self.config.error_backoff);
                     }
+                    // Acknowledged once no other delivery is under way or due: while many
+                    // fall due at once, the broker's work of settling them waits until they
+                    // are delivered instead of competing with it.
+                    let more_due = held.next_due().is_some_and(|due| due <= self.clock.now());
+                    if in_flight.is_empty() && !more_due {
+                        self.send_acknowledgements(&mut unacknowledged, &mut paused_until).await;
+                    }
+                }
+                () = sleep_until(acknowledge_by.unwrap_or_else(Instant::now)), if acknowledge_by.is_some() => {
+                    self.send_acknowledgements(&mut unacknowledged, &mut paused_until).await;
                 }
                 () = sleep_until(paused_until.unwrap_or_else(Instant::now)), if paused_until.is_some() => {
                     paused_until = None;
@@ -451,11 +499,15 @@ impl NotificationSender {
             }
         }
         let unfinished = in_hand;
-        while let Some((_, result)) = in_flight.next().await {
+        while let Some(Handled { result, acks, .. }) = in_flight.next().await {
+            unacknowledged.add(acks);
             if let Err(error) = result {
                 warn!(%error, "delivery failed during shutdown");
             }
         }
+        let mut paused_until = None;
+        self.send_acknowledgements(&mut unacknowledged, &mut paused_until)
+            .await;
         // The held ones stay unsettled: the queue delivers them again once the source closes.
         info!(
             finished = unfinished,
@@ -489,11 +541,7 @@ impl NotificationSender {
     /// Handles a batch from [`run`](Self::run); returns its size with the result. Messages that
     /// were held are first checked with the source: one lost with its connection meanwhile is
     /// delivered again under a new tag, so this copy is dropped unhandled.
-    async fn handle_received(
-        &self,
-        batch: Vec<Delivery>,
-        held: bool,
-    ) -> (usize, Result<Vec<DeliveryOutcome>, SenderError>) {
+    async fn handle_received(&self, batch: Vec<Delivery>, held: bool) -> Handled {
         let count = batch.len();
         let batch = if held {
             let mut live = Vec::with_capacity(batch.len());
@@ -503,13 +551,71 @@ impl NotificationSender {
                 }
             }
             if live.is_empty() {
-                return (count, Ok(Vec::new()));
+                return Handled {
+                    count,
+                    result: Ok(()),
+                    acks: Vec::new(),
+                };
             }
             live
         } else {
             batch
         };
-        (count, self.handle_batch(batch).await)
+        let (outcomes, acks) = self.deliver_batch(batch).await;
+        Handled {
+            count,
+            result: outcomes.map(drop),
+            acks,
+        }
+    }
+
+    /// Sends the acknowledgements kept back in `unacknowledged`; on failure, pauses the loop
+    /// (`paused_until`) as a failed delivery does. The broker delivers again what it did not
+    /// get the acknowledgement of, and the delivery log keeps that from being notified twice.
+    async fn send_acknowledgements(
+        &self,
+        unacknowledged: &mut Unacknowledged,
+        paused_until: &mut Option<Instant>,
+    ) {
+        let tags = std::mem::take(&mut unacknowledged.tags);
+        unacknowledged.due = None;
+        if tags.is_empty() {
+            return;
+        }
+        match self.acknowledge(&tags).await {
+            Ok(()) => debug!(count = tags.len(), "notifications acknowledged"),
+            Err(error) => {
+                warn!(count = tags.len(), %error, "acknowledging failed; pausing");
+                *paused_until = Some(Instant::now() + self.config.error_backoff);
+            }
+        }
+    }
+}
+
+/// A batch of [`NotificationSender::run`] handled: how many messages it took, whether it
+/// failed, and the acknowledgements it leaves to send.
+struct Handled {
+    count: usize,
+    result: Result<(), SenderError>,
+    acks: Vec<DeliveryTag>,
+}
+
+/// Acknowledgements kept back by [`NotificationSender::run`], and when they are sent at the
+/// latest ([`MAX_ACK_DELAY`] after the first).
+#[derive(Default)]
+struct Unacknowledged {
+    tags: Vec<DeliveryTag>,
+    due: Option<Instant>,
+}
+
+impl Unacknowledged {
+    fn add(&mut self, tags: Vec<DeliveryTag>) {
+        if tags.is_empty() {
+            return;
+        }
+        self.due
+            .get_or_insert_with(|| Instant::now() + MAX_ACK_DELAY);
+        self.tags.extend(tags);
     }
 }
 
@@ -1168,6 +1274,8 @@ mod tests {
     struct Scripted {
         script: Mutex<std::collections::VecDeque<Delivery>>,
         acked: Mutex<Vec<u64>>,
+        /// Each call of `ack_all`: when, and its tags (sorted).
+        acknowledgements: Mutex<Vec<(Instant, Vec<u64>)>>,
         lost: Vec<u64>,
     }
 
@@ -1188,6 +1296,12 @@ mod tests {
             Ok(())
         }
         async fn ack_all(&self, tags: &[DeliveryTag]) -> Result<(), SourceError> {
+            let mut call: Vec<u64> = tags.iter().map(|tag| tag.get()).collect();
+            call.sort_unstable();
+            self.acknowledgements
+                .lock()
+                .unwrap()
+                .push((Instant::now(), call));
             for tag in tags {
                 self.ack(*tag).await?;
             }
@@ -1254,25 +1368,41 @@ mod tests {
         minutes: u64,
     ) -> Vec<(EventId, DateTime<Utc>)> {
         let clock = Arc::new(TestClock(Instant::now()));
+        let notifier = Arc::new(Recording {
+            clock: clock.clone(),
+            delivered: Mutex::new(Vec::new()),
+        });
+        let config = SenderConfig {
+            max_held,
+            ..SenderConfig::default()
+        };
+        run_with(source, wanted, notifier.clone(), clock, config, minutes).await;
+        notifier.delivered.lock().unwrap().clone()
+    }
+
+    /// Runs a sender on `source`, `notifier` and `clock` with `config` (and a delivery log
+    /// that has delivered nothing), where `wanted` are the reminders still wanted, for
+    /// `minutes` of paused time, then shuts it down.
+    async fn run_with(
+        source: Arc<Scripted>,
+        wanted: Vec<Notification>,
+        notifier: Arc<dyn Notifier>,
+        clock: Arc<TestClock>,
+        config: SenderConfig,
+        minutes: u64,
+    ) {
         let mut log = MockDeliveryLog::new();
         log.expect_delivered_among()
             .returning(|_| Ok(HashSet::new()));
         log.expect_record_all_delivered().returning(|_| Ok(()));
         log.expect_forget_before().returning(|_| Ok(0));
-        let notifier = Arc::new(Recording {
-            clock: clock.clone(),
-            delivered: Mutex::new(Vec::new()),
-        });
         let sender = NotificationSender::new(
             source,
             Arc::new(log),
             Arc::new(events_wanting(wanted)),
-            notifier.clone(),
+            notifier,
             clock,
-            SenderConfig {
-                max_held,
-                ..SenderConfig::default()
-            },
+            config,
         );
         let shutdown = CancellationToken::new();
         let running = tokio::spawn({
@@ -1282,7 +1412,75 @@ mod tests {
         tokio::time::sleep(Duration::from_secs(minutes * 60)).await;
         shutdown.cancel();
         running.await.unwrap();
-        notifier.delivered.lock().unwrap().clone()
+    }
+
+    /// Runs a sender whose notifier takes 5 s per notification, handling held messages one
+    /// per batch, on reminders due at the given instants (published ahead, all wanted), for
+    /// `minutes`; returns the acknowledgements it sent, with their times from the start.
+    async fn acknowledgements_of_slow_deliveries(
+        starts: &[&str],
+        minutes: u64,
+    ) -> Vec<(Duration, Vec<u64>)> {
+        let reminders: Vec<Notification> = starts
+            .iter()
+            .map(|start| reminder_of_event_at(start))
+            .collect();
+        let source = Arc::new(scripted(&reminders.iter().collect::<Vec<_>>()));
+        let started = Instant::now();
+        let slow = Arc::new(Slow {
+            delivered: Mutex::new(0),
+        });
+        let config = SenderConfig {
+            // Held messages fall due in batches of a quarter of this: one each.
+            concurrency: 4,
+            ..SenderConfig::default()
+        };
+        let clock = Arc::new(TestClock(started));
+        run_with(
+            source.clone(),
+            reminders,
+            slow.clone(),
+            clock,
+            config,
+            minutes,
+        )
+        .await;
+        assert_eq!(*slow.delivered.lock().unwrap(), starts.len() as u32);
+        let acknowledgements = source.acknowledgements.lock().unwrap().clone();
+        acknowledgements
+            .into_iter()
+            .map(|(when, tags)| (when - started, tags))
+            .collect()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn acknowledgements_wait_until_no_other_delivery_is_under_way_then_go_together() {
+        // Due at 12:10, each handled in a batch of its own, the three under way together.
+        let starts = ["2030-01-01T12:20:00Z"; 3];
+        assert_eq!(
+            acknowledgements_of_slow_deliveries(&starts, 15).await,
+            [(Duration::from_secs(605), vec![1, 2, 3])],
+            "one acknowledgement of the three, when the last was delivered (5 s after 12:10)"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn acknowledgements_wait_at_most_max_ack_delay() {
+        // Due at 12:10:00, :04 and :08: each delivery overlaps the next.
+        let starts = [
+            "2030-01-01T12:20:00Z",
+            "2030-01-01T12:20:04Z",
+            "2030-01-01T12:20:08Z",
+        ];
+        let first_delivered = Duration::from_secs(605);
+        assert_eq!(
+            acknowledgements_of_slow_deliveries(&starts, 15).await,
+            [
+                (first_delivered + MAX_ACK_DELAY, vec![1, 2]),
+                (Duration::from_secs(613), vec![3]),
+            ],
+            "the first two when the first had waited MAX_ACK_DELAY, the last once it was alone"
+        );
     }
 
     #[tokio::test(start_paused = true)]
