@@ -3,11 +3,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use futures::stream::FuturesUnordered;
 use futures::{FutureExt as _, StreamExt as _};
+use tokio::task::JoinSet;
 use tokio::time::{Instant, sleep_until};
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, info, warn};
+use tracing::{Instrument as _, debug, info, warn};
 
 use super::instruments::{self, seconds};
 use crate::domain::{IdempotencyKey, Notification, ReminderKey};
@@ -396,7 +396,7 @@ impl NotificationSender {
     pub async fn run(&self, shutdown: CancellationToken) {
         info!(config = ?self.config, "notification sender started");
         let capacity = self.config.concurrency.max(1);
-        let mut in_flight = FuturesUnordered::new();
+        let mut in_flight = JoinSet::new();
         let mut in_hand = 0;
         let mut held = Held::new();
         let mut paused_until: Option<Instant> = None;
@@ -419,8 +419,8 @@ impl NotificationSender {
                     }
                     next_prune = Instant::now() + self.config.prune_interval;
                 }
-                Some(handled) = in_flight.next(), if !in_flight.is_empty() => {
-                    let Handled { count, result, acks } = handled;
+                Some(joined) = in_flight.join_next(), if !in_flight.is_empty() => {
+                    let Handled { count, result, acks } = finished(joined);
                     in_hand -= count;
                     unacknowledged.add(acks);
                     if let Err(error) = result {
@@ -451,7 +451,7 @@ impl NotificationSender {
                     if !batch.is_empty() {
                         let count = batch.len();
                         in_hand += count;
-                        in_flight.push(self.handle_received(batch, true));
+                        self.spawn_batch(&mut in_flight, batch, true);
                     }
                 }
                 received = self.source.receive(), if paused_until.is_none() && room_to_receive => {
@@ -486,7 +486,7 @@ impl NotificationSender {
                             if !batch.is_empty() {
                                 let count = batch.len();
                                 in_hand += count;
-                                in_flight.push(self.handle_received(batch, false));
+                                self.spawn_batch(&mut in_flight, batch, false);
                             }
                         }
                         Err(SourceError::Closed) => break,
@@ -499,7 +499,8 @@ impl NotificationSender {
             }
         }
         let unfinished = in_hand;
-        while let Some(Handled { result, acks, .. }) = in_flight.next().await {
+        while let Some(joined) = in_flight.join_next().await {
+            let Handled { result, acks, .. } = finished(joined);
             unacknowledged.add(acks);
             if let Err(error) = result {
                 warn!(%error, "delivery failed during shutdown");
@@ -536,6 +537,13 @@ impl NotificationSender {
             _ => Duration::ZERO,
         };
         Instant::now() + wait
+    }
+
+    /// Starts handling `batch` ([`handle_received`](Self::handle_received)) on a task of its
+    /// own, so that batches under way together use every core.
+    fn spawn_batch(&self, tasks: &mut JoinSet<Handled>, batch: Vec<Delivery>, held: bool) {
+        let sender = self.clone();
+        tasks.spawn(async move { sender.handle_received(batch, held).await }.in_current_span());
     }
 
     /// Handles a batch from [`run`](Self::run); returns its size with the result. Messages that
@@ -666,6 +674,15 @@ impl Held {
         }
         self.gauge.set(self.messages.len() as f64);
         due
+    }
+}
+
+/// What a batch's task returned; a panic in it goes on in the caller, as it would have had the
+/// batch run there (the tasks are never aborted while awaited).
+fn finished(joined: Result<Handled, tokio::task::JoinError>) -> Handled {
+    match joined {
+        Ok(handled) => handled,
+        Err(error) => std::panic::resume_unwind(error.into_panic()),
     }
 }
 
