@@ -420,7 +420,7 @@ impl NotificationSender {
                     next_prune = Instant::now() + self.config.prune_interval;
                 }
                 Some(joined) = in_flight.join_next(), if !in_flight.is_empty() => {
-                    let Handled { count, result, acks } = finished(joined);
+                    let Handled { count, result, acks } = joined_batch(joined);
                     in_hand -= count;
                     unacknowledged.add(acks);
                     if let Err(error) = result {
@@ -431,12 +431,17 @@ impl NotificationSender {
                     // fall due at once, the broker's work of settling them waits until they
                     // are delivered instead of competing with it.
                     let more_due = held.next_due().is_some_and(|due| due <= self.clock.now());
-                    if in_flight.is_empty() && !more_due {
-                        self.send_acknowledgements(&mut unacknowledged, &mut paused_until).await;
+                    if in_flight.is_empty()
+                        && !more_due
+                        && self.send_acknowledgements(&mut unacknowledged).await.is_err()
+                    {
+                        paused_until = Some(Instant::now() + self.config.error_backoff);
                     }
                 }
                 () = sleep_until(acknowledge_by.unwrap_or_else(Instant::now)), if acknowledge_by.is_some() => {
-                    self.send_acknowledgements(&mut unacknowledged, &mut paused_until).await;
+                    if self.send_acknowledgements(&mut unacknowledged).await.is_err() {
+                        paused_until = Some(Instant::now() + self.config.error_backoff);
+                    }
                 }
                 () = sleep_until(paused_until.unwrap_or_else(Instant::now)), if paused_until.is_some() => {
                     paused_until = None;
@@ -500,15 +505,14 @@ impl NotificationSender {
         }
         let unfinished = in_hand;
         while let Some(joined) = in_flight.join_next().await {
-            let Handled { result, acks, .. } = finished(joined);
+            let Handled { result, acks, .. } = joined_batch(joined);
             unacknowledged.add(acks);
             if let Err(error) = result {
                 warn!(%error, "delivery failed during shutdown");
             }
         }
-        let mut paused_until = None;
-        self.send_acknowledgements(&mut unacknowledged, &mut paused_until)
-            .await;
+        // A failure is logged; the broker delivers those again, to be found delivered.
+        let _ = self.send_acknowledgements(&mut unacknowledged).await;
         // The held ones stay unsettled: the queue delivers them again once the source closes.
         info!(
             finished = unfinished,
@@ -577,26 +581,23 @@ impl NotificationSender {
         }
     }
 
-    /// Sends the acknowledgements kept back in `unacknowledged`; on failure, pauses the loop
-    /// (`paused_until`) as a failed delivery does. The broker delivers again what it did not
-    /// get the acknowledgement of, and the delivery log keeps that from being notified twice.
+    /// Sends the acknowledgements kept back in `unacknowledged`, and logs the outcome. On
+    /// failure, the broker delivers again what it did not get the acknowledgement of, and the
+    /// delivery log keeps that from being notified twice.
     async fn send_acknowledgements(
         &self,
         unacknowledged: &mut Unacknowledged,
-        paused_until: &mut Option<Instant>,
-    ) {
-        let tags = std::mem::take(&mut unacknowledged.tags);
-        unacknowledged.due = None;
+    ) -> Result<(), SenderError> {
+        let tags = unacknowledged.take();
         if tags.is_empty() {
-            return;
+            return Ok(());
         }
-        match self.acknowledge(&tags).await {
+        let sent = self.acknowledge(&tags).await;
+        match &sent {
             Ok(()) => debug!(count = tags.len(), "notifications acknowledged"),
-            Err(error) => {
-                warn!(count = tags.len(), %error, "acknowledging failed; pausing");
-                *paused_until = Some(Instant::now() + self.config.error_backoff);
-            }
+            Err(error) => warn!(count = tags.len(), %error, "acknowledging failed"),
         }
+        sent
     }
 }
 
@@ -624,6 +625,12 @@ impl Unacknowledged {
         self.due
             .get_or_insert_with(|| Instant::now() + MAX_ACK_DELAY);
         self.tags.extend(tags);
+    }
+
+    /// All of them, leaving none.
+    fn take(&mut self) -> Vec<DeliveryTag> {
+        self.due = None;
+        std::mem::take(&mut self.tags)
     }
 }
 
@@ -679,7 +686,7 @@ impl Held {
 
 /// What a batch's task returned; a panic in it goes on in the caller, as it would have had the
 /// batch run there (the tasks are never aborted while awaited).
-fn finished(joined: Result<Handled, tokio::task::JoinError>) -> Handled {
+fn joined_batch(joined: Result<Handled, tokio::task::JoinError>) -> Handled {
     match joined {
         Ok(handled) => handled,
         Err(error) => std::panic::resume_unwind(error.into_panic()),
@@ -772,6 +779,21 @@ mod tests {
         expect_acked(&mut ports.source, tag);
     }
 
+    /// Expects the delivery log asked, knowing none of the keys.
+    fn expect_nothing_delivered_before(log: &mut MockDeliveryLog) {
+        log.expect_delivered_among()
+            .returning(|_| Ok(HashSet::new()));
+    }
+
+    /// Expects `expected` notified, once.
+    fn expect_notified(notifier: &mut MockNotifier, expected: Notification) {
+        notifier
+            .expect_notify()
+            .withf(move |n| *n == expected)
+            .times(1)
+            .returning(|_| Ok(()));
+    }
+
     /// Expects the messages tagged `tags` acknowledged, together, once.
     fn expect_acked(source: &mut MockNotificationSource, tags: &'static [u64]) {
         source
@@ -829,12 +851,7 @@ mod tests {
             .withf(move |keys| keys == [asked.clone()])
             .times(1)
             .returning(|_| Ok(HashSet::new()));
-        ports
-            .notifier
-            .expect_notify()
-            .withf(|n| *n == notification())
-            .times(1)
-            .returning(|_| Ok(()));
+        expect_notified(&mut ports.notifier, notification());
         ports
             .log
             .expect_record_all_delivered()
@@ -882,10 +899,7 @@ mod tests {
     #[tokio::test]
     async fn a_failing_notifier_retries_until_the_last_attempt() {
         let mut ports = Ports::new();
-        ports
-            .log
-            .expect_delivered_among()
-            .returning(|_| Ok(HashSet::new()));
+        expect_nothing_delivered_before(&mut ports.log);
         ports
             .notifier
             .expect_notify()
@@ -918,10 +932,7 @@ mod tests {
     #[tokio::test]
     async fn a_refused_notification_is_dead_lettered_at_once() {
         let mut ports = Ports::new();
-        ports
-            .log
-            .expect_delivered_among()
-            .returning(|_| Ok(HashSet::new()));
+        expect_nothing_delivered_before(&mut ports.log);
         ports
             .notifier
             .expect_notify()
@@ -953,10 +964,7 @@ mod tests {
     #[tokio::test]
     async fn a_delivery_that_cannot_be_recorded_is_still_acked() {
         let mut ports = Ports::new();
-        ports
-            .log
-            .expect_delivered_among()
-            .returning(|_| Ok(HashSet::new()));
+        expect_nothing_delivered_before(&mut ports.log);
         ports
             .notifier
             .expect_notify()
@@ -1023,13 +1031,7 @@ mod tests {
             .withf(move |keys| keys == asked)
             .times(1)
             .returning(move |_| Ok(HashSet::from([known_key.clone()])));
-        let notified = fresh.clone();
-        ports
-            .notifier
-            .expect_notify()
-            .withf(move |n| *n == notified)
-            .times(1)
-            .returning(|_| Ok(()));
+        expect_notified(&mut ports.notifier, fresh.clone());
         ports
             .log
             .expect_record_all_delivered()
@@ -1172,10 +1174,7 @@ mod tests {
                 // Nothing more arrives: a real source waits; this one fails, which pauses the loop.
                 None => Err(SourceError::Unavailable("idle".into())),
             });
-        ports
-            .log
-            .expect_delivered_among()
-            .returning(|_| Ok(HashSet::new()));
+        expect_nothing_delivered_before(&mut ports.log);
         ports
             .log
             .expect_record_all_delivered()
@@ -1204,10 +1203,7 @@ mod tests {
     async fn a_reminder_no_longer_wanted_is_acked_without_notifying() {
         let mut ports = Ports::new();
         ports.events = Some(events_wanting(Vec::new()));
-        ports
-            .log
-            .expect_delivered_among()
-            .returning(|_| Ok(HashSet::new()));
+        expect_nothing_delivered_before(&mut ports.log);
         expect_acked_unnotified(&mut ports, &[4]);
         let outcome = ports.sender().handle(delivery(4, 1)).await.unwrap();
         assert_eq!(outcome, DeliveryOutcome::Cancelled);
@@ -1233,16 +1229,8 @@ mod tests {
             .times(1)
             .returning(move |_| Ok(vec![reads.clone()]));
         ports.events = Some(events);
-        ports
-            .log
-            .expect_delivered_among()
-            .returning(|_| Ok(HashSet::new()));
-        ports
-            .notifier
-            .expect_notify()
-            .withf(move |n| *n == renamed)
-            .times(1)
-            .returning(|_| Ok(()));
+        expect_nothing_delivered_before(&mut ports.log);
+        expect_notified(&mut ports.notifier, renamed);
         ports
             .log
             .expect_record_all_delivered()
@@ -1261,10 +1249,7 @@ mod tests {
             .expect_current_reminders()
             .returning(|_| Err(RepositoryError::Unavailable("db down".into())));
         ports.events = Some(events);
-        ports
-            .log
-            .expect_delivered_among()
-            .returning(|_| Ok(HashSet::new()));
+        expect_nothing_delivered_before(&mut ports.log);
         ports.notifier.expect_notify().never();
         ports.source.expect_ack_all().never();
         ports.source.expect_retry().times(2).returning(|_| Ok(()));
@@ -1409,8 +1394,7 @@ mod tests {
         minutes: u64,
     ) {
         let mut log = MockDeliveryLog::new();
-        log.expect_delivered_among()
-            .returning(|_| Ok(HashSet::new()));
+        expect_nothing_delivered_before(&mut log);
         log.expect_record_all_delivered().returning(|_| Ok(()));
         log.expect_forget_before().returning(|_| Ok(0));
         let sender = NotificationSender::new(
