@@ -16,6 +16,13 @@ use serde_json::Value;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
+/// The capacity of the buffer a process's stderr is read through.
+const STDERR_BUFFER: usize = 1 << 20;
+/// The capacity asked for a process's stderr pipe (Linux's limit for unprivileged processes,
+/// `/proc/sys/fs/pipe-max-size`, is 1 MiB by default).
+#[cfg(target_os = "linux")]
+const STDERR_PIPE: usize = 1 << 20;
+
 /// How many of its last log lines a process shows in an error.
 const TAIL_SHOWN: usize = 40;
 
@@ -199,14 +206,31 @@ impl Process {
             captured: Mutex::new(Captured::default()),
             changed: watch::Sender::new(()),
         });
+        // A pipe of 1 MiB rather than 64 KiB (Linux): a process writing many lines at once
+        // (the sender, tens of thousands of notifications a second) waits less for its reader.
+        #[cfg(target_os = "linux")]
+        if let Some(stderr) = &child.stderr {
+            // Refused (a lower limit), the default pipe serves, only with more waits.
+            let _ = rustix::pipe::fcntl_setpipe_size(stderr, STDERR_PIPE);
+        }
         let reader = match child.stderr.take() {
             Some(stderr) => std::thread::Builder::new()
                 .name(format!("{name} stderr"))
                 .spawn({
                     let log = log.clone();
                     move || {
-                        for line in BufReader::new(stderr).lines() {
-                            let Ok(line) = line else { break };
+                        // A large buffer: a process logging tens of thousands of lines a
+                        // second waits on its pipe when its reader falls behind.
+                        let mut stderr = BufReader::with_capacity(STDERR_BUFFER, stderr);
+                        let mut bytes = Vec::new();
+                        loop {
+                            bytes.clear();
+                            match stderr.read_until(b'\n', &mut bytes) {
+                                Ok(0) | Err(_) => break,
+                                Ok(_) => {}
+                            }
+                            let line = String::from_utf8_lossy(&bytes);
+                            let line = line.trim_end_matches(['\n', '\r']);
                             if counted
                                 .as_ref()
                                 .is_some_and(|counted| line.contains(counted))
@@ -214,10 +238,10 @@ impl Process {
                                 log.captured().counted += 1;
                                 continue;
                             }
-                            let entry = serde_json::from_str::<Value>(&line)
+                            let entry = serde_json::from_str::<Value>(line)
                                 .ok()
                                 .filter(Value::is_object)
-                                .unwrap_or(Value::String(line));
+                                .unwrap_or_else(|| Value::String(line.to_owned()));
                             log.captured().lines.push(entry);
                             log.changed.send_replace(());
                         }
