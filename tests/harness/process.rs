@@ -7,7 +7,7 @@
 use std::io::{BufRead as _, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Child, ChildStderr, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -149,6 +149,48 @@ impl Log {
     }
 }
 
+/// Captures `stderr` into `log` on a thread of its own, one entry per line (the lines
+/// containing `counted` only counted), until it closes.
+fn read_stderr(
+    name: &str,
+    stderr: ChildStderr,
+    counted: Option<String>,
+    log: Arc<Log>,
+) -> std::io::Result<JoinHandle<()>> {
+    // A pipe of 1 MiB rather than 64 KiB (Linux), read through a buffer as large: a process
+    // writing many lines at once (the sender, tens of thousands of notifications a second)
+    // waits on its pipe when its reader falls behind. Refused (a lower limit), the default
+    // pipe serves, only with more waits.
+    #[cfg(target_os = "linux")]
+    let _ = rustix::pipe::fcntl_setpipe_size(&stderr, STDERR_PIPE);
+    std::thread::Builder::new()
+        .name(format!("{name} stderr"))
+        .spawn(move || {
+            let mut stderr = BufReader::with_capacity(STDERR_BUFFER, stderr);
+            let mut bytes = Vec::new();
+            while matches!(stderr.read_until(b'\n', &mut bytes), Ok(1..)) {
+                let line = String::from_utf8_lossy(&bytes);
+                let line = line.trim_end_matches(['\n', '\r']);
+                if counted
+                    .as_ref()
+                    .is_some_and(|counted| line.contains(counted))
+                {
+                    log.captured().counted += 1;
+                } else {
+                    let entry = serde_json::from_str::<Value>(line)
+                        .ok()
+                        .filter(Value::is_object)
+                        .unwrap_or_else(|| Value::String(line.to_owned()));
+                    log.captured().lines.push(entry);
+                    log.changed.send_replace(());
+                }
+                bytes.clear();
+            }
+            log.captured().closed = true;
+            log.changed.send_replace(());
+        })
+}
+
 /// A running (or stopped) child process with its captured stderr.
 #[derive(Debug)]
 pub struct Process {
@@ -206,49 +248,8 @@ impl Process {
             captured: Mutex::new(Captured::default()),
             changed: watch::Sender::new(()),
         });
-        // A pipe of 1 MiB rather than 64 KiB (Linux): a process writing many lines at once
-        // (the sender, tens of thousands of notifications a second) waits less for its reader.
-        #[cfg(target_os = "linux")]
-        if let Some(stderr) = &child.stderr {
-            // Refused (a lower limit), the default pipe serves, only with more waits.
-            let _ = rustix::pipe::fcntl_setpipe_size(stderr, STDERR_PIPE);
-        }
         let reader = match child.stderr.take() {
-            Some(stderr) => std::thread::Builder::new()
-                .name(format!("{name} stderr"))
-                .spawn({
-                    let log = log.clone();
-                    move || {
-                        // A large buffer: a process logging tens of thousands of lines a
-                        // second waits on its pipe when its reader falls behind.
-                        let mut stderr = BufReader::with_capacity(STDERR_BUFFER, stderr);
-                        let mut bytes = Vec::new();
-                        loop {
-                            bytes.clear();
-                            match stderr.read_until(b'\n', &mut bytes) {
-                                Ok(0) | Err(_) => break,
-                                Ok(_) => {}
-                            }
-                            let line = String::from_utf8_lossy(&bytes);
-                            let line = line.trim_end_matches(['\n', '\r']);
-                            if counted
-                                .as_ref()
-                                .is_some_and(|counted| line.contains(counted))
-                            {
-                                log.captured().counted += 1;
-                                continue;
-                            }
-                            let entry = serde_json::from_str::<Value>(line)
-                                .ok()
-                                .filter(Value::is_object)
-                                .unwrap_or_else(|| Value::String(line.to_owned()));
-                            log.captured().lines.push(entry);
-                            log.changed.send_replace(());
-                        }
-                        log.captured().closed = true;
-                        log.changed.send_replace(());
-                    }
-                }),
+            Some(stderr) => read_stderr(name, stderr, counted, log.clone()),
             None => Err(std::io::Error::other("stderr is not piped")),
         };
         let reader = match reader {

@@ -425,7 +425,7 @@ impl NotificationSender {
                     unacknowledged.add(acks);
                     if let Err(error) = result {
                         warn!(%error, "delivery failed; pausing");
-                        paused_until = Some(Instant::now() + self.config.error_backoff);
+                        paused_until = self.paused();
                     }
                     // Acknowledged once no other delivery is under way or due: while many
                     // fall due at once, the broker's work of settling them waits until they
@@ -435,12 +435,12 @@ impl NotificationSender {
                         && !more_due
                         && self.send_acknowledgements(&mut unacknowledged).await.is_err()
                     {
-                        paused_until = Some(Instant::now() + self.config.error_backoff);
+                        paused_until = self.paused();
                     }
                 }
                 () = sleep_until(acknowledge_by.unwrap_or_else(Instant::now)), if acknowledge_by.is_some() => {
                     if self.send_acknowledgements(&mut unacknowledged).await.is_err() {
-                        paused_until = Some(Instant::now() + self.config.error_backoff);
+                        paused_until = self.paused();
                     }
                 }
                 () = sleep_until(paused_until.unwrap_or_else(Instant::now)), if paused_until.is_some() => {
@@ -483,7 +483,7 @@ impl NotificationSender {
                                     Some(Err(SourceError::Closed)) => closed = true,
                                     Some(Err(error)) => {
                                         warn!(%error, "receiving failed; pausing");
-                                        paused_until = Some(Instant::now() + self.config.error_backoff);
+                                        paused_until = self.paused();
                                     }
                                     None => {}
                                 }
@@ -497,7 +497,7 @@ impl NotificationSender {
                         Err(SourceError::Closed) => break,
                         Err(error) => {
                             warn!(%error, "receiving failed; pausing");
-                            paused_until = Some(Instant::now() + self.config.error_backoff);
+                            paused_until = self.paused();
                         }
                     }
                 }
@@ -519,6 +519,11 @@ impl NotificationSender {
             held = held.len(),
             "notification sender stopped"
         );
+    }
+
+    /// Until when [`run`](Self::run) pauses after a failure: the error backoff from now.
+    fn paused(&self) -> Option<Instant> {
+        Some(Instant::now() + self.config.error_backoff)
     }
 
     /// When to deliver `delivery` if not on arrival: its reminder's due instant, if that is
