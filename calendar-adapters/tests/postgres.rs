@@ -14,7 +14,7 @@ use calendar_adapters::postgres::{
 };
 use calendar_core::testkit;
 use calendar_core::testkit::fixtures::{at, details, event, overlapping, user, with_reminder};
-use calendar_core::{EventId, EventRepository, ReminderKey, RepositoryError, TimeRange};
+use calendar_core::{Event, EventId, EventRepository, ReminderKey, RepositoryError, TimeRange};
 use chrono::{DateTime, TimeDelta, Utc};
 use futures::future::join_all;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
@@ -98,6 +98,171 @@ async fn sixteen_concurrent_retries_of_one_create_store_it_once(
         repo.get(&user("ann"), standup.id()).await.unwrap(),
         Some(standup)
     );
+    pool.close().await;
+}
+
+/// Creates that arrive together share statements and commits (the rows one statement stored
+/// have one `xmin`, its transaction), and each still gets its own answer: the free ones are
+/// stored, and a taken id or a taken slot is refused naming what is in the way, whether that
+/// was stored before or by another row of the same statement.
+#[sqlx::test(migrations = "../migrations")]
+async fn creates_arriving_together_share_statements_with_an_answer_each(
+    _: PgPoolOptions,
+    options: PgConnectOptions,
+) {
+    let pool = wide_pool(options, 16).await;
+    let repo = PostgresEventRepository::new(pool.clone());
+    let ann = user("ann");
+    let stored_before = event(
+        &ann,
+        details("Stored before", at("2030-03-02T09:00:00Z"), 60),
+        created(),
+    );
+    repo.insert(&stored_before).await.unwrap();
+    // 48 free events of 12 users, blocking with a reminder and overlapping without.
+    let free: Vec<Event> = (0..48)
+        .map(|i| {
+            let slot = details(
+                &format!("Free {i}"),
+                at("2030-03-01T00:00:00Z") + TimeDelta::hours(i),
+                30,
+            );
+            let slot = if i % 2 == 0 {
+                with_reminder(slot, 10)
+            } else {
+                overlapping(slot)
+            };
+            event(&user(&format!("user-{}", i % 12)), slot, created())
+        })
+        .collect();
+    let contenders: Vec<Event> = (0..8)
+        .map(|i| {
+            let start = at("2030-03-01T09:00:00Z") + TimeDelta::minutes(i);
+            event(
+                &user("bob"),
+                details(&format!("Contender {i}"), start, 60),
+                created(),
+            )
+        })
+        .collect();
+    let in_the_way = event(
+        &ann,
+        details("In the way", at("2030-03-02T09:30:00Z"), 60),
+        created(),
+    );
+    let taken_id = Event::new(
+        stored_before.id(),
+        user("carol"),
+        details("Taken id", at("2030-05-01T09:00:00Z"), 60),
+        created(),
+    );
+    let all: Vec<&Event> = free
+        .iter()
+        .chain(&contenders)
+        .chain([&in_the_way, &taken_id])
+        .collect();
+    let results = join_all(all.iter().map(|event| repo.insert(event))).await;
+    let (free_results, rest) = results.split_at(free.len());
+    let (contender_results, rest) = rest.split_at(contenders.len());
+    assert!(
+        free_results.iter().all(Result::is_ok),
+        "every free event is stored: {free_results:?}"
+    );
+    for stored in &free {
+        assert_eq!(
+            repo.get(stored.owner(), stored.id())
+                .await
+                .unwrap()
+                .as_ref(),
+            Some(stored)
+        );
+    }
+    let winners: Vec<&Event> = contenders
+        .iter()
+        .zip(contender_results)
+        .filter(|(_, result)| result.is_ok())
+        .map(|(contender, _)| contender)
+        .collect();
+    assert_eq!(
+        winners.len(),
+        1,
+        "one contender wins: {contender_results:?}"
+    );
+    for result in contender_results.iter().filter(|result| result.is_err()) {
+        assert!(
+            matches!(result, Err(RepositoryError::SlotBusy { conflicting }) if *conflicting == Some(winners[0].id())),
+            "a losing contender is told the winner is in the way: {result:?}"
+        );
+    }
+    assert!(
+        matches!(&rest[0], Err(RepositoryError::SlotBusy { conflicting }) if *conflicting == Some(stored_before.id())),
+        "{:?}",
+        rest[0]
+    );
+    assert!(
+        matches!(&rest[1], Err(RepositoryError::AlreadyExists { id }) if *id == stored_before.id()),
+        "{:?}",
+        rest[1]
+    );
+    let (transactions, rows): (i64, i64) =
+        sqlx::query_as("SELECT count(DISTINCT xmin::text), count(*) FROM events WHERE id <> $1")
+            .bind(stored_before.id().as_uuid())
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!(rows, 49);
+    assert!(
+        transactions * 2 < rows,
+        "{rows} events arriving together were stored by {transactions} transactions"
+    );
+    pool.close().await;
+}
+
+/// A statement of several creates that the server refuses for one of its rows (here a trigger
+/// refuses a title) fails that create alone: the others are stored.
+#[sqlx::test(migrations = "../migrations")]
+async fn a_create_refused_in_a_shared_statement_fails_alone(
+    _: PgPoolOptions,
+    options: PgConnectOptions,
+) {
+    let pool = wide_pool(options, 4).await;
+    sqlx::raw_sql(
+        "CREATE FUNCTION refuse_title() RETURNS trigger LANGUAGE plpgsql AS $$ \
+         BEGIN RAISE EXCEPTION 'refused: %', NEW.title; END $$; \
+         CREATE TRIGGER refuse_title BEFORE INSERT ON events FOR EACH ROW \
+         WHEN (NEW.title = 'Refused') EXECUTE FUNCTION refuse_title();",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    let repo = PostgresEventRepository::new(pool.clone());
+    let events: Vec<Event> = (0..16)
+        .map(|i| {
+            let title = if i == 7 {
+                "Refused".to_owned()
+            } else {
+                format!("Fine {i}")
+            };
+            let start = at("2030-03-01T00:00:00Z") + TimeDelta::hours(i);
+            event(&user("ann"), details(&title, start, 30), created())
+        })
+        .collect();
+    let results = join_all(events.iter().map(|event| repo.insert(event))).await;
+    for (i, (event, result)) in events.iter().zip(&results).enumerate() {
+        if i == 7 {
+            assert!(
+                matches!(result, Err(RepositoryError::Internal(_))),
+                "the refused create fails: {result:?}"
+            );
+            assert_eq!(repo.get(event.owner(), event.id()).await.unwrap(), None);
+        } else {
+            assert!(result.is_ok(), "create {i} is stored: {result:?}");
+            assert_eq!(
+                repo.get(event.owner(), event.id()).await.unwrap().as_ref(),
+                Some(event)
+            );
+        }
+    }
     pool.close().await;
 }
 

@@ -307,6 +307,15 @@ pub(crate) fn suite_table(suite: &SuiteReport) -> String {
             &ceiling.cpu,
         );
     }
+    if let Some(stored) = suite.create_postgres_transactions {
+        let _ = writeln!(
+            out,
+            "\ncreate on PostgreSQL: the service stored {} events in {} transactions, {:.1} a transaction (creates arriving together are inserted together; pgbench commits each INSERT alone)",
+            thousands(stored.rows as f64),
+            thousands(stored.transactions as f64),
+            stored.rows as f64 / stored.transactions.max(1) as f64
+        );
+    }
     if let Some(duplicates) = suite.reminders_duplicates {
         let _ = writeln!(
             out,

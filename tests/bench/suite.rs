@@ -25,7 +25,7 @@ use calendar_core::{Event, EventDetails, EventId, EventSpan, NotifyBefore, Title
 use calendar_tests::harness::grpc::GrpcServer;
 use calendar_tests::harness::process::{Process, binary};
 use calendar_tests::harness::{http, services};
-use chrono::{TimeDelta, Utc};
+use chrono::{DateTime, TimeDelta, Utc};
 use serde::Serialize;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
@@ -84,6 +84,9 @@ pub(crate) struct SuiteReport {
     pub(crate) seed: Option<SeedReport>,
     pub(crate) day: Option<Compared<LoadReport, PgbenchReport>>,
     pub(crate) create_postgres: Option<Compared<LoadReport, PgbenchReport>>,
+    /// The events the service stored during its create load, and the transactions that stored
+    /// them (creates arriving together are inserted together).
+    pub(crate) create_postgres_transactions: Option<Transactions>,
     pub(crate) mixed: Option<Measured<LoadReport>>,
     pub(crate) create_memory: Option<Measured<LoadReport>>,
     pub(crate) amqp_ceiling: Option<Measured<CeilingReport>>,
@@ -95,6 +98,37 @@ pub(crate) struct SuiteReport {
     pub(crate) reminders_burst_when_due: Option<Measured<ReminderReport>>,
     /// Duplicates the sender suppressed over both reminder runs (there should be none).
     pub(crate) reminders_duplicates: Option<f64>,
+}
+
+/// Rows and the transactions that wrote them.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub(crate) struct Transactions {
+    pub(crate) rows: u64,
+    pub(crate) transactions: u64,
+}
+
+impl Transactions {
+    /// The events created from `from` to `to` (by their `created_at`), and the distinct
+    /// transactions (`xmin`) that stored them.
+    async fn of_events_created(
+        pool: &PgPool,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> anyhow::Result<Self> {
+        let (rows, transactions): (i64, i64) = sqlx::query_as(
+            "SELECT count(*), count(DISTINCT xmin::text) FROM events \
+             WHERE created_at >= $1 AND created_at < $2",
+        )
+        .bind(from)
+        .bind(to)
+        .fetch_one(pool)
+        .await
+        .context("counting the transactions of the created events")?;
+        Ok(Self {
+            rows: u64::try_from(rows).unwrap_or(0),
+            transactions: u64::try_from(transactions).unwrap_or(0),
+        })
+    }
 }
 
 /// The machine the run was on.
@@ -402,30 +436,34 @@ async fn measure(plan: &Plan, database_url: &str) -> anyhow::Result<SuiteReport>
         let server = Server::start(Some(database_url), plan.pool).await?;
         let groups = cpu::groups(&[("calendar-grpc", server.process.id())]);
         if plan.wants(Part::Day) {
-            suite.day = Some(
-                compared(
-                    plan,
-                    &server,
-                    &groups,
-                    database_url,
-                    Scenario::Day,
-                    Statement::Day,
-                )
-                .await?,
-            );
+            let (day, _) = compared(
+                plan,
+                &server,
+                &groups,
+                database_url,
+                Scenario::Day,
+                Statement::Day,
+            )
+            .await?;
+            suite.day = Some(day);
         }
         if plan.wants(Part::Create) {
-            suite.create_postgres = Some(
-                compared(
-                    plan,
-                    &server,
-                    &groups,
-                    database_url,
-                    Scenario::Create,
-                    Statement::Insert,
-                )
-                .await?,
+            let (create, (from, to)) = compared(
+                plan,
+                &server,
+                &groups,
+                database_url,
+                Scenario::Create,
+                Statement::Insert,
+            )
+            .await?;
+            let stored = Transactions::of_events_created(&pool, from, to).await?;
+            eprintln!(
+                "    the service stored {} events in {} transactions",
+                stored.rows, stored.transactions
             );
+            suite.create_postgres = Some(create);
+            suite.create_postgres_transactions = Some(stored);
         }
         if plan.wants(Part::Mixed) {
             step("mixed on PostgreSQL");
@@ -493,9 +531,14 @@ async fn compared(
     database_url: &str,
     scenario: Scenario,
     statement: Statement,
-) -> anyhow::Result<Compared<LoadReport, PgbenchReport>> {
+) -> anyhow::Result<(
+    Compared<LoadReport, PgbenchReport>,
+    (DateTime<Utc>, DateTime<Utc>),
+)> {
     step(&format!("{scenario:?} on PostgreSQL").to_lowercase());
+    let project_from = Utc::now();
     let project = load(plan, &server.url, groups, scenario).await?;
+    let project_window = (project_from, Utc::now());
     step(&format!("pgbench: the {statement:?} statement").to_lowercase());
     let measured_from = Instant::now() + plan.shape.warmup;
     let cpu = sample_cpu(
@@ -521,10 +564,13 @@ async fn compared(
         figures.latency_average_ms,
         cpu.line()
     );
-    Ok(Compared {
-        project,
-        ceiling: Measured { figures, cpu },
-    })
+    Ok((
+        Compared {
+            project,
+            ceiling: Measured { figures, cpu },
+        },
+        project_window,
+    ))
 }
 
 /// The size of an encoded notification, for the broker's ceiling.

@@ -1,5 +1,7 @@
 //! The adapter's own errors, and how driver errors become calendar-core's.
 
+use std::sync::Arc;
+
 use calendar_core::RepositoryError;
 use sqlx::error::ErrorKind;
 use sqlx::migrate::MigrateError;
@@ -95,6 +97,42 @@ pub(super) fn repository_error(error: sqlx::Error) -> RepositoryError {
         RepositoryError::Unavailable(Box::new(error))
     } else {
         RepositoryError::Internal(Box::new(error))
+    }
+}
+
+/// A driver error that several operations failed with at once (the events waiting for one
+/// insert when no connection came): each gets a [`RepositoryError`] of its own, sharing it.
+#[derive(Debug, Clone)]
+pub(super) struct SharedError {
+    error: Arc<sqlx::Error>,
+}
+
+impl SharedError {
+    pub(super) fn new(error: sqlx::Error) -> Self {
+        Self {
+            error: Arc::new(error),
+        }
+    }
+
+    /// As [`repository_error`] sorts it.
+    pub(super) fn repository_error(&self) -> RepositoryError {
+        if is_transient(&self.error) {
+            RepositoryError::Unavailable(Box::new(self.clone()))
+        } else {
+            RepositoryError::Internal(Box::new(self.clone()))
+        }
+    }
+}
+
+impl std::fmt::Display for SharedError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.error.fmt(f)
+    }
+}
+
+impl std::error::Error for SharedError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.error.source()
     }
 }
 

@@ -86,6 +86,7 @@
 mod connections;
 mod delivery_log;
 mod error;
+mod inserts;
 mod repository;
 
 use std::time::Duration;

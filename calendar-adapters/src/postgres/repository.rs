@@ -1,6 +1,7 @@
 //! [`EventRepository`] on PostgreSQL.
 
 use std::collections::HashSet;
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use calendar_core::limits::{max_event_duration, to_micros};
@@ -15,6 +16,7 @@ use uuid::Uuid;
 
 use super::connections::{Connections, Lease};
 use super::error::{InvalidRow, Violation, repository_error, violation};
+use super::inserts::InsertQueue;
 
 /// Events and their reminder state in PostgreSQL (see the [module documentation](super)).
 ///
@@ -22,6 +24,8 @@ use super::error::{InvalidRow, Violation, repository_error, violation};
 #[derive(Debug, Clone)]
 pub struct PostgresEventRepository {
     connections: Connections,
+    /// Where inserts wait to be run together (see [`InsertQueue`]).
+    inserts: Arc<InsertQueue>,
 }
 
 impl PostgresEventRepository {
@@ -29,8 +33,10 @@ impl PostgresEventRepository {
     /// ([`migrate`](super::migrate)). Given a sqlx pool, it opens connections of its own
     /// ([`Connections::from`]): give a process's adapters clones of one [`Connections`].
     pub fn new(connections: impl Into<Connections>) -> Self {
+        let connections = connections.into();
         Self {
-            connections: connections.into(),
+            inserts: Arc::new(InsertQueue::new(connections.clone())),
+            connections,
         }
     }
 
@@ -94,8 +100,8 @@ impl PostgresEventRepository {
         }))
     }
 
-    /// [`insert`](EventRepository::insert) on `connection`.
-    async fn insert_on(
+    /// [`insert`](EventRepository::insert) of `event` alone, on `connection`.
+    pub(super) async fn insert_on(
         connection: &mut PgConnection,
         event: &Event,
     ) -> Result<(), RepositoryError> {
@@ -253,10 +259,7 @@ const INSERT_ATTEMPTS: usize = 3;
 #[async_trait]
 impl EventRepository for PostgresEventRepository {
     async fn insert(&self, event: &Event) -> Result<(), RepositoryError> {
-        let mut connection = self.connection().await?;
-        let inserted = Self::insert_on(&mut connection, event).await;
-        connection.finish(&inserted);
-        inserted
+        self.inserts.insert(event).await
     }
 
     async fn get(&self, owner: &UserId, id: EventId) -> Result<Option<Event>, RepositoryError> {
