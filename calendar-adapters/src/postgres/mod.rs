@@ -33,6 +33,12 @@
 //! hand-out and return, so a statement costs one round trip (see its documentation). Build one
 //! `Connections` per process and give clones to every adapter.
 //!
+//! Inserts go through an insert queue: a create that finds one of a few inserters free (a
+//! quarter of the connections) is inserted at once; while all are busy, the creates waiting
+//! are inserted together, in one statement and one commit, each still stored or refused on
+//! its own (`inserts.rs` says how). Under load this costs the server a fraction of a
+//! statement and a commit per create.
+//!
 //! Statements are prepared once per connection and reuse their plans, as sqlx does by default:
 //! right for the statements of requests (insert, get, list, update, delete), which run often
 //! and cheaply. A process whose statements work on batches (claiming and settling reminders,
