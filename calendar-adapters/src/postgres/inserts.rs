@@ -172,24 +172,12 @@ impl Inserter {
 }
 
 impl Drop for Inserter {
-    /// An inserter that did not leave the normal way panicked: the events it held got an
-    /// error (their answers were dropped), and another inserter takes over what waits.
+    /// An inserter dropped before it left (it panicked, or the runtime is shutting down) is
+    /// counted out: the events it held got an error (their answers were dropped), and the next
+    /// insert starts an inserter that takes whatever still waits.
     fn drop(&mut self) {
-        if self.left {
-            return;
-        }
-        let replace = {
-            let mut state = lock(&self.queue.state);
-            if state.waiting.is_empty() {
-                state.inserters -= 1;
-                false
-            } else {
-                true
-            }
-        };
-        // Not while the runtime itself is going away (the task was dropped, not panicking).
-        if replace && tokio::runtime::Handle::try_current().is_ok() {
-            Inserter::start(Arc::clone(&self.queue));
+        if !self.left {
+            lock(&self.queue.state).inserters -= 1;
         }
     }
 }
