@@ -1,12 +1,9 @@
 //! Creates that arrive together, inserted together.
 //!
-//! An insert on its own costs PostgreSQL a statement, a transaction and a wait for its commit
-//! to reach the disk; with many creates at once, that per-statement work is most of what the
-//! server spends on each. [`InsertQueue`] runs every insert through a few inserter tasks (a
-//! quarter of the connections): an event to insert waits in the queue, and an inserter takes
-//! everything waiting (up to [`MAX_EVENTS_PER_STATEMENT`]) into one `INSERT` and one commit.
-//! A create that finds an inserter free starts at once, alone: batches form only while every
-//! inserter is busy, so they add no wait of their own, and grow with the load.
+//! Inserts run through a [`BatchQueue`] of [`Insert`]s: while its inserters are all busy, the
+//! events waiting go into the next free one's `INSERT` and commit, up to
+//! [`MAX_EVENTS_PER_STATEMENT`]; an event that finds an inserter free is inserted at once, by
+//! the lone insert's statement.
 //!
 //! Each event still succeeds or fails alone. The statement skips (`ON CONFLICT DO NOTHING`)
 //! a row whose id is taken or whose slot a blocking event holds, including one taken by an
@@ -18,193 +15,64 @@
 //! statements over one user's slots do not wait for each other in a cycle.
 
 use std::collections::HashSet;
-use std::sync::{Arc, Mutex};
 
-use calendar_core::{Description, Event, RepositoryError};
+use calendar_core::{Description, Event, EventId, RepositoryError, UserId};
 use chrono::{DateTime, Utc};
-use tokio::sync::oneshot;
 use tracing::debug;
 use uuid::Uuid;
 
-use super::connections::{Connections, Lease};
-use super::error::{SharedError, repository_error};
+use super::batches::{BatchQueue, Job, Waiting};
+use super::connections::Lease;
+use super::error::repository_error;
 use super::repository::PostgresEventRepository;
-use crate::sync::lock;
 
 /// Most events one `INSERT` takes: a few hundred kilobytes of statement at the most (titles of
 /// 200 characters, descriptions of 10,000).
 pub(super) const MAX_EVENTS_PER_STATEMENT: usize = 64;
 
-/// The events waiting to be inserted, and the inserters at work on them (see the [module
-/// documentation](self)).
-pub(super) struct InsertQueue {
-    connections: Connections,
-    /// Most inserters at work at once: a quarter of the connections (at least one), so that
-    /// reads always find connections too, and so that under load the events wait for a few
-    /// large statements rather than many small ones: on two cores, 32 creates at once went
-    /// in at 10,641/s with 16 inserters, 13,830/s with 8 and 15,702/s with 4.
-    max_inserters: usize,
-    state: Mutex<State>,
-}
+/// An event to insert.
+pub(super) struct Insert(pub(super) Event);
 
-impl std::fmt::Debug for InsertQueue {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let state = lock(&self.state);
-        f.debug_struct("InsertQueue")
-            .field("waiting", &state.waiting.len())
-            .field("inserters", &state.inserters)
-            .field("max_inserters", &self.max_inserters)
-            .finish_non_exhaustive()
+/// Where inserts wait for an inserter.
+pub(super) type InsertQueue = BatchQueue<Insert>;
+
+impl Waiting<Insert> {
+    fn event(&self) -> &Event {
+        &self.job.0
+    }
+
+    /// Where the event goes in a statement: by owner, then start (then id, to be total).
+    fn insertion_order(&self) -> (&UserId, DateTime<Utc>, EventId) {
+        let event = self.event();
+        (event.owner(), event.span().start(), event.id())
     }
 }
 
-struct State {
-    /// In arrival order.
-    waiting: Vec<Waiting>,
-    /// Inserter tasks started and not yet finished. One leaves only once it has found nothing
-    /// waiting, under the same lock as a new event is queued: no event is left without one.
-    inserters: usize,
-}
+impl Job for Insert {
+    type Output = ();
 
-/// An event to insert, and where its answer goes.
-struct Waiting {
-    event: Event,
-    answer: oneshot::Sender<Result<(), RepositoryError>>,
-}
-
-impl Waiting {
-    /// Sends the answer; a caller that stopped waiting (its request was cancelled) misses it,
-    /// as it would have missed a lone insert's.
-    fn answer(self, result: Result<(), RepositoryError>) {
-        let _ = self.answer.send(result);
-    }
-}
-
-impl InsertQueue {
-    pub(super) fn new(connections: Connections) -> Self {
-        let max_connections =
-            usize::try_from(connections.pg_pool().options().get_max_connections())
-                .unwrap_or(usize::MAX);
-        Self {
-            connections,
-            max_inserters: (max_connections / 4).max(1),
-            state: Mutex::new(State {
-                waiting: Vec::new(),
-                inserters: 0,
-            }),
-        }
-    }
-
-    /// Inserts `event`, with whatever else is waiting when an inserter takes it.
-    pub(super) async fn insert(self: &Arc<Self>, event: &Event) -> Result<(), RepositoryError> {
-        let (answer, answered) = oneshot::channel();
-        let start_inserter = {
-            let mut state = lock(&self.state);
-            state.waiting.push(Waiting {
-                event: event.clone(),
-                answer,
-            });
-            let start = state.inserters < self.max_inserters;
-            if start {
-                state.inserters += 1;
-            }
-            start
-        };
-        if start_inserter {
-            // On a task of its own: a caller giving up (a cancelled request) does not abandon
-            // the other events of its statement.
-            Inserter::start(Arc::clone(self));
-        }
-        answered
-            .await
-            .unwrap_or_else(|_| Err(RepositoryError::Internal("the insert was abandoned".into())))
-    }
-
-    /// Up to [`MAX_EVENTS_PER_STATEMENT`] of the events waiting, the earliest first; `None`
-    /// when nothing waits, and then the calling inserter has left.
-    fn take_or_leave(&self) -> Option<Vec<Waiting>> {
-        let mut state = lock(&self.state);
-        if state.waiting.is_empty() {
-            state.inserters -= 1;
-            return None;
-        }
-        let count = state.waiting.len().min(MAX_EVENTS_PER_STATEMENT);
-        Some(state.waiting.drain(..count).collect())
-    }
-}
-
-/// One inserter task: takes what waits, inserts it, until nothing waits.
-struct Inserter {
-    queue: Arc<InsertQueue>,
-    /// Whether it left the queue (counted out) the normal way.
-    left: bool,
-}
-
-impl Inserter {
-    fn start(queue: Arc<InsertQueue>) {
-        let mut inserter = Self { queue, left: false };
-        // Not in the span of the create that started it: it inserts other creates' events too.
-        tokio::spawn(async move { inserter.run().await });
-    }
-
-    async fn run(&mut self) {
-        loop {
-            // The connection first, so that what arrives while it is found joins the batch.
-            let connection = self.queue.connections.acquire().await;
-            let Some(batch) = self.queue.take_or_leave() else {
-                self.left = true;
-                if let Ok(connection) = connection {
-                    connection.finish(&Ok::<(), ()>(()));
-                }
-                return;
-            };
-            match connection {
-                Ok(connection) => insert_batch(connection, batch).await,
-                Err(error) => {
-                    let error = SharedError::new(error);
-                    for waiting in batch {
-                        waiting.answer(Err(error.repository_error()));
-                    }
-                }
-            }
-        }
-    }
-}
-
-impl Drop for Inserter {
-    /// An inserter dropped before it left (it panicked, or the runtime is shutting down) is
-    /// counted out: the events it held got an error (their answers were dropped), and the next
-    /// insert starts an inserter that takes whatever still waits.
-    fn drop(&mut self) {
-        if !self.left {
-            lock(&self.queue.state).inserters -= 1;
-        }
+    async fn run(connection: Lease, batch: Vec<Waiting<Self>>) {
+        insert_batch(connection, batch).await;
     }
 }
 
 /// Inserts `batch` on `connection`: alone as [`PostgresEventRepository::insert_on`] does, or
 /// together (see the [module documentation](self)); answers each.
-async fn insert_batch(mut connection: Lease, mut batch: Vec<Waiting>) {
+async fn insert_batch(mut connection: Lease, mut batch: Vec<Waiting<Insert>>) {
     if batch.len() == 1 {
         let waiting = batch.remove(0);
-        let inserted = PostgresEventRepository::insert_on(&mut connection, &waiting.event).await;
+        let inserted = PostgresEventRepository::insert_on(&mut connection, waiting.event()).await;
         connection.finish(&inserted);
         waiting.answer(inserted);
         return;
     }
-    batch.sort_by(|a, b| {
-        (a.event.owner(), a.event.span().start(), a.event.id()).cmp(&(
-            b.event.owner(),
-            b.event.span().start(),
-            b.event.id(),
-        ))
-    });
+    batch.sort_by(|a, b| a.insertion_order().cmp(&b.insertion_order()));
     // An id given twice waits for the statement: it then finds the id taken, as it would
     // have after a lone insert of the first.
     let mut ids = HashSet::with_capacity(batch.len());
-    let (together, repeated): (Vec<Waiting>, Vec<Waiting>) = batch
+    let (together, repeated): (Vec<Waiting<Insert>>, Vec<Waiting<Insert>>) = batch
         .into_iter()
-        .partition(|waiting| ids.insert(waiting.event.id()));
+        .partition(|waiting| ids.insert(waiting.event().id()));
     let count = together.len();
     let stored = insert_together(&mut connection, &together).await;
     let mut clean = true;
@@ -217,7 +85,7 @@ async fn insert_batch(mut connection: Lease, mut batch: Vec<Waiting>) {
             );
             let mut alone = Vec::new();
             for waiting in together {
-                if stored.contains(&waiting.event.id().as_uuid()) {
+                if stored.contains(&waiting.event().id().as_uuid()) {
                     waiting.answer(Ok(()));
                 } else {
                     alone.push(waiting);
@@ -232,7 +100,7 @@ async fn insert_batch(mut connection: Lease, mut batch: Vec<Waiting>) {
         }
     };
     for waiting in alone.into_iter().chain(repeated) {
-        let inserted = PostgresEventRepository::insert_on(&mut connection, &waiting.event).await;
+        let inserted = PostgresEventRepository::insert_on(&mut connection, waiting.event()).await;
         clean &= inserted.is_ok()
             || matches!(
                 inserted,
@@ -248,7 +116,7 @@ async fn insert_batch(mut connection: Lease, mut batch: Vec<Waiting>) {
 /// blocking one, its slot free, in one statement; returns the ids stored.
 async fn insert_together(
     connection: &mut Lease,
-    batch: &[Waiting],
+    batch: &[Waiting<Insert>],
 ) -> Result<HashSet<Uuid>, RepositoryError> {
     let mut ids = Vec::with_capacity(batch.len());
     let mut owners = Vec::with_capacity(batch.len());
@@ -261,7 +129,8 @@ async fn insert_together(
     let mut created = Vec::with_capacity(batch.len());
     let mut updated = Vec::with_capacity(batch.len());
     let mut reminders: Vec<Option<DateTime<Utc>>> = Vec::with_capacity(batch.len());
-    for Waiting { event, .. } in batch {
+    for waiting in batch {
+        let event = waiting.event();
         let details = event.details();
         ids.push(event.id().as_uuid());
         owners.push(event.owner().as_str());

@@ -89,6 +89,7 @@
 //! [`RepositoryError`]: calendar_core::RepositoryError
 //! [`RepositoryError::Internal`]: calendar_core::RepositoryError::Internal
 
+mod batches;
 mod connections;
 mod delivery_log;
 mod error;

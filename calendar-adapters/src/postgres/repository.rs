@@ -16,7 +16,7 @@ use uuid::Uuid;
 
 use super::connections::{Connections, Lease};
 use super::error::{InvalidRow, Violation, repository_error, violation};
-use super::inserts::InsertQueue;
+use super::inserts::{Insert, InsertQueue, MAX_EVENTS_PER_STATEMENT};
 
 /// Events and their reminder state in PostgreSQL (see the [module documentation](super)).
 ///
@@ -24,7 +24,8 @@ use super::inserts::InsertQueue;
 #[derive(Debug, Clone)]
 pub struct PostgresEventRepository {
     connections: Connections,
-    /// Where inserts wait to be run together (see [`InsertQueue`]).
+    /// Where inserts wait for an inserter, to be run together under load (see
+    /// [`InsertQueue`]).
     inserts: Arc<InsertQueue>,
 }
 
@@ -34,8 +35,19 @@ impl PostgresEventRepository {
     /// ([`Connections::from`]): give a process's adapters clones of one [`Connections`].
     pub fn new(connections: impl Into<Connections>) -> Self {
         let connections = connections.into();
+        let max_connections =
+            usize::try_from(connections.pg_pool().options().get_max_connections())
+                .unwrap_or(usize::MAX);
         Self {
-            inserts: Arc::new(InsertQueue::new(connections.clone())),
+            // A quarter of the connections: reads always find connections too, and under load
+            // the events wait for a few large statements rather than many small ones, which
+            // cost the server more per event (on two cores, 32 creates at once went in at
+            // 10,641/s with 16 inserters, 13,830/s with 8 and 15,702/s with 4).
+            inserts: Arc::new(InsertQueue::new(
+                connections.clone(),
+                max_connections / 4,
+                MAX_EVENTS_PER_STATEMENT,
+            )),
             connections,
         }
     }
@@ -259,7 +271,7 @@ const INSERT_ATTEMPTS: usize = 3;
 #[async_trait]
 impl EventRepository for PostgresEventRepository {
     async fn insert(&self, event: &Event) -> Result<(), RepositoryError> {
-        self.inserts.insert(event).await
+        self.inserts.run(Insert(event.clone())).await
     }
 
     async fn get(&self, owner: &UserId, id: EventId) -> Result<Option<Event>, RepositoryError> {

@@ -1,0 +1,176 @@
+//! Statements of requests that arrive together, run together.
+//!
+//! A statement on its own costs PostgreSQL a round trip, its parsing and execution start-up,
+//! a transaction and, for a write, a wait for its commit to reach the disk; with many requests
+//! at once, that per-statement work is most of what the server spends on each. A
+//! [`BatchQueue`] runs every request of one kind ([`Job`]) through a few worker tasks: a
+//! request that finds a worker free is run at once, alone; while every worker is busy,
+//! requests wait in the queue, and the next worker to be free takes all that wait (up to a
+//! maximum) and runs them together, in one statement. Batches thus form only under load, add
+//! no wait of their own, and grow with the load. Each request still gets its own answer: how a
+//! batch is run, and what each of its requests is told, is the [`Job`]'s.
+
+use std::sync::{Arc, Mutex};
+
+use calendar_core::RepositoryError;
+use tokio::sync::oneshot;
+
+use super::connections::{Connections, Lease};
+use super::error::SharedError;
+use crate::sync::lock;
+
+/// A kind of request that a [`BatchQueue`] runs, alone or with others of its kind.
+pub(super) trait Job: Send + Sized + 'static {
+    /// What the request's caller gets when it succeeds.
+    type Output: Send + 'static;
+
+    /// Runs `batch` (one request or more) on `connection` and answers each of its requests,
+    /// then gives the connection back.
+    fn run(connection: Lease, batch: Vec<Waiting<Self>>) -> impl Future<Output = ()> + Send;
+}
+
+/// A request in a [`BatchQueue`], and where its answer goes.
+pub(super) struct Waiting<J: Job> {
+    pub(super) job: J,
+    answer: oneshot::Sender<Result<J::Output, RepositoryError>>,
+}
+
+impl<J: Job> Waiting<J> {
+    /// Sends the answer; a caller that stopped waiting (its request was cancelled) misses it,
+    /// as it would have missed a lone statement's.
+    pub(super) fn answer(self, result: Result<J::Output, RepositoryError>) {
+        let _ = self.answer.send(result);
+    }
+}
+
+/// The requests of one kind waiting to be run, and the workers at work on them (see the
+/// [module documentation](self)).
+pub(super) struct BatchQueue<J: Job> {
+    connections: Connections,
+    /// Most workers at once, each on a connection of its own.
+    max_workers: usize,
+    /// Most requests one worker takes at once.
+    max_batch: usize,
+    state: Mutex<State<J>>,
+}
+
+impl<J: Job> std::fmt::Debug for BatchQueue<J> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let state = lock(&self.state);
+        f.debug_struct("BatchQueue")
+            .field("waiting", &state.waiting.len())
+            .field("workers", &state.workers)
+            .field("max_workers", &self.max_workers)
+            .field("max_batch", &self.max_batch)
+            .finish_non_exhaustive()
+    }
+}
+
+struct State<J: Job> {
+    /// In arrival order.
+    waiting: Vec<Waiting<J>>,
+    /// Workers started and not yet finished. One leaves only once it has found nothing
+    /// waiting, under the same lock as a new request is queued: no request is left without one.
+    workers: usize,
+}
+
+impl<J: Job> BatchQueue<J> {
+    /// A queue whose requests run on `connections`, by at most `max_workers` workers (at least
+    /// one) taking at most `max_batch` requests each (at least one).
+    pub(super) fn new(connections: Connections, max_workers: usize, max_batch: usize) -> Self {
+        Self {
+            connections,
+            max_workers: max_workers.max(1),
+            max_batch: max_batch.max(1),
+            state: Mutex::new(State {
+                waiting: Vec::new(),
+                workers: 0,
+            }),
+        }
+    }
+
+    /// Runs `job`, with whatever else is waiting when a worker takes it.
+    pub(super) async fn run(self: &Arc<Self>, job: J) -> Result<J::Output, RepositoryError> {
+        let (answer, answered) = oneshot::channel();
+        let start_worker = {
+            let mut state = lock(&self.state);
+            state.waiting.push(Waiting { job, answer });
+            let start = state.workers < self.max_workers;
+            if start {
+                state.workers += 1;
+            }
+            start
+        };
+        if start_worker {
+            Worker::start(Arc::clone(self));
+        }
+        answered.await.unwrap_or_else(|_| {
+            Err(RepositoryError::Internal(
+                "the statement was abandoned".into(),
+            ))
+        })
+    }
+
+    /// Up to `max_batch` of the requests waiting, the earliest first; `None` when nothing
+    /// waits, and then the calling worker has left.
+    fn take_or_leave(&self) -> Option<Vec<Waiting<J>>> {
+        let mut state = lock(&self.state);
+        if state.waiting.is_empty() {
+            state.workers -= 1;
+            return None;
+        }
+        let count = state.waiting.len().min(self.max_batch);
+        Some(state.waiting.drain(..count).collect())
+    }
+}
+
+/// One worker task: takes what waits and runs it, until nothing waits.
+struct Worker<J: Job> {
+    queue: Arc<BatchQueue<J>>,
+    /// Whether it left the queue (counted out) the normal way.
+    left: bool,
+}
+
+impl<J: Job> Worker<J> {
+    fn start(queue: Arc<BatchQueue<J>>) {
+        let mut worker = Self { queue, left: false };
+        // On a task of its own, so that a caller giving up (a cancelled request) does not
+        // abandon the other requests of its batch; not in the span of the request that
+        // started it, since it runs others' too.
+        tokio::spawn(async move { worker.run().await });
+    }
+
+    async fn run(&mut self) {
+        loop {
+            // The connection first, so that what arrives while it is found joins the batch.
+            let connection = self.queue.connections.acquire().await;
+            let Some(batch) = self.queue.take_or_leave() else {
+                self.left = true;
+                if let Ok(connection) = connection {
+                    connection.finish(&Ok::<(), ()>(()));
+                }
+                return;
+            };
+            match connection {
+                Ok(connection) => J::run(connection, batch).await,
+                Err(error) => {
+                    let error = SharedError::new(error);
+                    for waiting in batch {
+                        waiting.answer(Err(error.repository_error()));
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl<J: Job> Drop for Worker<J> {
+    /// A worker dropped before it left (it panicked, or the runtime is shutting down) is
+    /// counted out: the requests it held got an error (their answers were dropped), and the
+    /// next request starts a worker that takes whatever still waits.
+    fn drop(&mut self) {
+        if !self.left {
+            lock(&self.queue.state).workers -= 1;
+        }
+    }
+}
