@@ -14,7 +14,9 @@ use calendar_adapters::postgres::{
 };
 use calendar_core::testkit;
 use calendar_core::testkit::fixtures::{at, details, event, overlapping, user, with_reminder};
-use calendar_core::{Event, EventId, EventRepository, ReminderKey, RepositoryError, TimeRange};
+use calendar_core::{
+    Cursor, Event, EventId, EventRepository, ReminderKey, RepositoryError, TimeRange, UserId,
+};
 use chrono::{DateTime, TimeDelta, Utc};
 use futures::future::join_all;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
@@ -215,6 +217,71 @@ async fn creates_arriving_together_share_statements_with_an_answer_each(
         transactions * 2 < rows,
         "{rows} events arriving together were stored by {transactions} transactions"
     );
+    pool.close().await;
+}
+
+/// Lists that arrive together (read in shared statements) get each the page it would have
+/// alone: 48 lists of six users' days, weeks and pages at once, against the same lists one at a
+/// time.
+#[sqlx::test(migrations = "../migrations")]
+async fn lists_arriving_together_get_the_pages_they_get_alone(
+    _: PgPoolOptions,
+    options: PgConnectOptions,
+) {
+    let pool = wide_pool(options, 16).await;
+    let repo = PostgresEventRepository::new(pool.clone());
+    // Each user's events every 5 hours over 10 days, every third overlapping and lasting a
+    // day and a half, so that some began before the range listed.
+    for u in 0..6 {
+        for k in 0..48 {
+            let start = at("2030-03-01T00:00:00Z") + TimeDelta::hours(5 * k + u);
+            let slot = if k % 3 == 0 {
+                overlapping(details(&format!("Long {k}"), start, 36 * 60))
+            } else {
+                details(&format!("Event {k}"), start, 60)
+            };
+            repo.insert(&event(&user(&format!("user-{u}")), slot, created()))
+                .await
+                .unwrap();
+        }
+    }
+    let day = |d: i64| {
+        let start = at("2030-03-01T00:00:00Z") + TimeDelta::days(d);
+        TimeRange::new(start, start + TimeDelta::days(1)).unwrap()
+    };
+    let week = TimeRange::new(at("2030-03-02T00:00:00Z"), at("2030-03-09T00:00:00Z")).unwrap();
+    let first_page = repo.list(&user("user-2"), week, None, 5).await.unwrap();
+    let after = Cursor::after(first_page.last().unwrap());
+    let asked: Vec<(UserId, TimeRange, Option<Cursor>, u32)> = (0..48)
+        .map(|i| {
+            // user-6 has no events.
+            let owner = user(&format!("user-{}", i % 7));
+            match i % 4 {
+                0 => (owner, day(i % 10), None, 100),
+                1 => (owner, week, None, 100),
+                2 => (owner, week, None, 3),
+                _ => (user("user-2"), week, Some(after), 5),
+            }
+        })
+        .collect();
+    let mut alone = Vec::new();
+    for (owner, range, after, limit) in &asked {
+        alone.push(repo.list(owner, *range, *after, *limit).await.unwrap());
+    }
+    assert!(
+        alone.iter().any(|page| page.len() > 10),
+        "pages of many events"
+    );
+    assert!(alone.iter().any(Vec::is_empty), "empty pages");
+    let together = join_all(
+        asked
+            .iter()
+            .map(|(owner, range, after, limit)| repo.list(owner, *range, *after, *limit)),
+    )
+    .await;
+    for ((page, alone), asked) in together.into_iter().zip(&alone).zip(&asked) {
+        assert_eq!(&page.unwrap(), alone, "{asked:?}");
+    }
     pool.close().await;
 }
 
@@ -457,6 +524,26 @@ async fn a_row_that_fails_validation_is_an_internal_error(pool: PgPool) {
     expect_internal(repo.get(&ann, event_id).await.map(drop), "get");
     let day = TimeRange::new(at("2030-03-01T00:00:00Z"), at("2030-03-02T00:00:00Z")).unwrap();
     expect_internal(repo.list(&ann, day, None, 10).await.map(drop), "list");
+    // Read in one statement with other lists, the row fails its own list alone.
+    let bobs = event(
+        &user("bob"),
+        details("Bob's", at("2030-03-01T09:00:00Z"), 60),
+        created(),
+    );
+    repo.insert(&bobs).await.unwrap();
+    let lists = join_all((0..8).map(|i| {
+        let owner = if i % 2 == 0 { user("ann") } else { user("bob") };
+        let repo = &repo;
+        async move { (i, repo.list(&owner, day, None, 10).await) }
+    }))
+    .await;
+    for (i, listed) in lists {
+        if i % 2 == 0 {
+            expect_internal(listed.map(drop), "list together");
+        } else {
+            assert_eq!(listed.unwrap(), vec![bobs.clone()], "list {i}");
+        }
+    }
     expect_internal(
         repo.claim_due(
             at("2030-03-01T09:00:00Z"),

@@ -33,11 +33,12 @@
 //! hand-out and return, so a statement costs one round trip (see its documentation). Build one
 //! `Connections` per process and give clones to every adapter.
 //!
-//! Inserts go through an insert queue: a create that finds one of a few inserters free (a
-//! quarter of the connections) is inserted at once; while all are busy, the creates waiting
-//! are inserted together, in one statement and one commit, each still stored or refused on
-//! its own (`inserts.rs` says how). Under load this costs the server a fraction of a
-//! statement and a commit per create.
+//! Inserts and lists go through queues of their own (`batches.rs`): one that finds one of a
+//! few workers free (a quarter of the connections for each) runs at once, alone; while all
+//! are busy, those waiting run together, in one statement (and, for inserts, one commit),
+//! each still answered on its own: an event stored or refused as it would have been alone
+//! (`inserts.rs`), a list given its own page (`lists.rs`). Under load this costs the server
+//! a fraction of a statement per request.
 //!
 //! Statements are prepared once per connection and reuse their plans, as sqlx does by default:
 //! right for the statements of requests (insert, get, list, update, delete), which run often
@@ -94,6 +95,7 @@ mod connections;
 mod delivery_log;
 mod error;
 mod inserts;
+mod lists;
 mod repository;
 
 use std::time::Duration;
