@@ -106,11 +106,11 @@ pub struct Config {
     pub database_url: Option<String>,
 
     /// Most PostgreSQL connections in the pool.
-    // 16: a connection per read, and a quarter of them (4) inserting the creates that arrive
-    // together (calendar-adapters' insert queue). With 32 creates in flight on 2 cores, 4
-    // inserters stored 15,702 events a second, 8 inserters 13,830 and 16 inserters 10,641:
-    // fewer, larger statements cost the server less per event. A pool of 8 listed days as
-    // fast as 16 (README, Performance).
+    // 16: a quarter of them (4) insert the creates and a quarter read the lists, those that
+    // arrive together in one statement (calendar-adapters' PostgreSQL batch queues), and the
+    // rest serve gets, updates and deletes. With 32 creates in flight on 2 cores, 4 inserters
+    // stored 15,702 events a second, 8 inserters 13,830 and 16 inserters 10,641: fewer,
+    // larger statements cost the server less per event; lists behave alike.
     #[arg(
         long,
         env = "DATABASE_MAX_CONNECTIONS",
