@@ -285,6 +285,76 @@ async fn lists_arriving_together_get_the_pages_they_get_alone(
     pool.close().await;
 }
 
+/// A create whose caller gave up while it waited for the inserter is not inserted; one whose
+/// statement stalls is abandoned once its caller gives up, so the creates after it do not wait
+/// for the stalled statement. A trigger makes the server slow for some titles; the pool of 4
+/// connections has one inserter.
+#[sqlx::test(migrations = "../migrations")]
+async fn creates_whose_callers_gave_up_do_not_hold_the_inserter(
+    _: PgPoolOptions,
+    options: PgConnectOptions,
+) {
+    let pool = wide_pool(options, 4).await;
+    sqlx::raw_sql(
+        "CREATE FUNCTION slow_title() RETURNS trigger LANGUAGE plpgsql AS $$ \
+         BEGIN PERFORM pg_sleep(CASE NEW.title WHEN 'Slow' THEN 1 ELSE 20 END); RETURN NEW; \
+         END $$; \
+         CREATE TRIGGER slow_title BEFORE INSERT ON events FOR EACH ROW \
+         WHEN (NEW.title IN ('Slow', 'Stalled')) EXECUTE FUNCTION slow_title();",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    let repo = PostgresEventRepository::new(pool.clone());
+    let ann = user("ann");
+    let create = |title: &str, hour: i64| {
+        let start = at("2030-03-01T00:00:00Z") + TimeDelta::hours(hour);
+        event(&ann, details(title, start, 30), created())
+    };
+    let slow = create("Slow", 0);
+    let given_up = create("Given up", 1);
+    let stalled = create("Stalled", 2);
+    let quick = create("Quick", 3);
+    let slow_insert = tokio::spawn({
+        let (repo, slow) = (repo.clone(), slow.clone());
+        async move { repo.insert(&slow).await }
+    });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    // Queued behind the slow insert, and given up before the inserter is free.
+    let waited = tokio::time::timeout(Duration::from_millis(100), repo.insert(&given_up)).await;
+    assert!(waited.is_err(), "the insert waits behind the slow one");
+    slow_insert.await.unwrap().expect("the slow insert");
+    let waited = tokio::time::timeout(Duration::from_millis(300), repo.insert(&stalled)).await;
+    assert!(waited.is_err(), "the stalled insert is given up");
+    let quick_insert = tokio::time::timeout(Duration::from_secs(10), repo.insert(&quick)).await;
+    assert!(
+        matches!(quick_insert, Ok(Ok(()))),
+        "the next create does not wait for the stalled statement: {quick_insert:?}"
+    );
+    assert_eq!(
+        repo.get(&ann, slow.id()).await.unwrap().as_ref(),
+        Some(&slow)
+    );
+    assert_eq!(
+        repo.get(&ann, quick.id()).await.unwrap().as_ref(),
+        Some(&quick)
+    );
+    assert_eq!(
+        repo.get(&ann, given_up.id()).await.unwrap(),
+        None,
+        "a create given up before its statement began is not inserted"
+    );
+    // The stalled statement still sleeps on the server: cancelled, so the database can go.
+    sqlx::query(
+        "SELECT pg_cancel_backend(pid) FROM pg_stat_activity \
+         WHERE datname = current_database() AND pid <> pg_backend_pid() AND state = 'active'",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    pool.close().await;
+}
+
 /// A statement of several creates that the server refuses for one of its rows (here a trigger
 /// refuses a title) fails that create alone: the others are stored.
 #[sqlx::test(migrations = "../migrations")]

@@ -9,11 +9,19 @@
 //! maximum) and runs them together, in one statement. Batches thus form only under load, add
 //! no wait of their own, and grow with the load. Each request still gets its own answer: how a
 //! batch is run, and what each of its requests is told, is the [`Job`]'s.
+//!
+//! A caller may stop waiting (its request was cancelled, or its deadline passed), as it could
+//! drop a statement of its own: a request whose caller is gone before a worker takes it is not
+//! run, and a batch whose callers are all gone is abandoned half-way, its connection checked
+//! before it is used again (or dropped, if the server does not answer), as a dropped lone
+//! statement's is. So a worker never waits on a stalled server for longer than its callers do.
 
 use std::sync::{Arc, Mutex};
 
 use calendar_core::RepositoryError;
 use tokio::sync::oneshot;
+use tokio_util::sync::CancellationToken;
+use tracing::debug;
 
 use super::connections::{Connections, Lease};
 use super::error::SharedError;
@@ -33,6 +41,8 @@ pub(super) trait Job: Send + Sized + 'static {
 pub(super) struct Waiting<J: Job> {
     pub(super) job: J,
     answer: oneshot::Sender<Result<J::Output, RepositoryError>>,
+    /// Cancelled once the caller no longer waits for the answer (it has it, or gave up).
+    caller_gone: CancellationToken,
 }
 
 impl<J: Job> Waiting<J> {
@@ -92,9 +102,15 @@ impl<J: Job> BatchQueue<J> {
     /// Runs `job`, with whatever else is waiting when a worker takes it.
     pub(super) async fn run(self: &Arc<Self>, job: J) -> Result<J::Output, RepositoryError> {
         let (answer, answered) = oneshot::channel();
+        let caller_gone = CancellationToken::new();
+        let _gone_when_returned_or_dropped = caller_gone.clone().drop_guard();
         let start_worker = {
             let mut state = lock(&self.state);
-            state.waiting.push(Waiting { job, answer });
+            state.waiting.push(Waiting {
+                job,
+                answer,
+                caller_gone,
+            });
             let start = state.workers < self.max_workers;
             if start {
                 state.workers += 1;
@@ -111,10 +127,13 @@ impl<J: Job> BatchQueue<J> {
         })
     }
 
-    /// Up to `max_batch` of the requests waiting, the earliest first; `None` when nothing
-    /// waits, and then the calling worker has left.
+    /// Up to `max_batch` of the requests waiting, the earliest first, but for those whose
+    /// callers are gone; `None` when nothing waits, and then the calling worker has left.
     fn take_or_leave(&self) -> Option<Vec<Waiting<J>>> {
         let mut state = lock(&self.state);
+        state
+            .waiting
+            .retain(|waiting| !waiting.caller_gone.is_cancelled());
         if state.waiting.is_empty() {
             state.workers -= 1;
             return None;
@@ -152,7 +171,24 @@ impl<J: Job> Worker<J> {
                 return;
             };
             match connection {
-                Ok(connection) => J::run(connection, batch).await,
+                Ok(connection) => {
+                    let callers: Vec<CancellationToken> = batch
+                        .iter()
+                        .map(|waiting| waiting.caller_gone.clone())
+                        .collect();
+                    let all_gone = async {
+                        for caller in &callers {
+                            caller.cancelled().await;
+                        }
+                    };
+                    tokio::select! {
+                        biased;
+                        () = J::run(connection, batch) => {}
+                        () = all_gone => {
+                            debug!(requests = callers.len(), "every caller of a batch gave up: its statement is abandoned");
+                        }
+                    }
+                }
                 Err(error) => {
                     let error = SharedError::new(error);
                     for waiting in batch {
