@@ -47,6 +47,22 @@ async fn wide_pool(options: PgConnectOptions, size: u32) -> PgPool {
     pool
 }
 
+/// A pool of 4 connections ([`wide_pool`]) to the test database, where inserting an event
+/// titled one of `titles` (an SQL list of literals) first runs `body` (PL/pgSQL), in a trigger.
+async fn pool_with_insert_trigger(options: PgConnectOptions, titles: &str, body: &str) -> PgPool {
+    let pool = wide_pool(options, 4).await;
+    // The titles and body are this file's literals.
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "CREATE FUNCTION on_insert() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN {body} END $$; \
+         CREATE TRIGGER on_insert BEFORE INSERT ON events FOR EACH ROW \
+         WHEN (NEW.title IN ({titles})) EXECUTE FUNCTION on_insert();"
+    )))
+    .execute(&pool)
+    .await
+    .unwrap();
+    pool
+}
+
 fn created() -> DateTime<Utc> {
     at("2030-01-01T00:00:00Z")
 }
@@ -294,17 +310,12 @@ async fn creates_whose_callers_gave_up_do_not_hold_the_inserter(
     _: PgPoolOptions,
     options: PgConnectOptions,
 ) {
-    let pool = wide_pool(options, 4).await;
-    sqlx::raw_sql(
-        "CREATE FUNCTION slow_title() RETURNS trigger LANGUAGE plpgsql AS $$ \
-         BEGIN PERFORM pg_sleep(CASE NEW.title WHEN 'Slow' THEN 1 ELSE 20 END); RETURN NEW; \
-         END $$; \
-         CREATE TRIGGER slow_title BEFORE INSERT ON events FOR EACH ROW \
-         WHEN (NEW.title IN ('Slow', 'Stalled')) EXECUTE FUNCTION slow_title();",
+    let pool = pool_with_insert_trigger(
+        options,
+        "'Slow', 'Stalled'",
+        "PERFORM pg_sleep(CASE NEW.title WHEN 'Slow' THEN 1 ELSE 20 END); RETURN NEW;",
     )
-    .execute(&pool)
-    .await
-    .unwrap();
+    .await;
     let repo = PostgresEventRepository::new(pool.clone());
     let ann = user("ann");
     let create = |title: &str, hour: i64| {
@@ -362,16 +373,12 @@ async fn a_create_refused_in_a_shared_statement_fails_alone(
     _: PgPoolOptions,
     options: PgConnectOptions,
 ) {
-    let pool = wide_pool(options, 4).await;
-    sqlx::raw_sql(
-        "CREATE FUNCTION refuse_title() RETURNS trigger LANGUAGE plpgsql AS $$ \
-         BEGIN RAISE EXCEPTION 'refused: %', NEW.title; END $$; \
-         CREATE TRIGGER refuse_title BEFORE INSERT ON events FOR EACH ROW \
-         WHEN (NEW.title = 'Refused') EXECUTE FUNCTION refuse_title();",
+    let pool = pool_with_insert_trigger(
+        options,
+        "'Refused'",
+        "RAISE EXCEPTION 'refused: %', NEW.title;",
     )
-    .execute(&pool)
-    .await
-    .unwrap();
+    .await;
     let repo = PostgresEventRepository::new(pool.clone());
     let events: Vec<Event> = (0..16)
         .map(|i| {
