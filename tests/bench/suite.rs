@@ -108,19 +108,13 @@ pub(crate) struct Transactions {
 }
 
 impl Transactions {
-    /// The events created from `from` to `to` (by their `created_at`), and the distinct
-    /// transactions (`xmin`) that stored them.
-    async fn of_events_created(
-        pool: &PgPool,
-        from: DateTime<Utc>,
-        to: DateTime<Utc>,
-    ) -> anyhow::Result<Self> {
+    /// The events created since `from` (by their `created_at`), and the distinct transactions
+    /// (`xmin`) that stored them.
+    async fn of_events_created_since(pool: &PgPool, from: DateTime<Utc>) -> anyhow::Result<Self> {
         let (rows, transactions): (i64, i64) = sqlx::query_as(
-            "SELECT count(*), count(DISTINCT xmin::text) FROM events \
-             WHERE created_at >= $1 AND created_at < $2",
+            "SELECT count(*), count(DISTINCT xmin::text) FROM events WHERE created_at >= $1",
         )
         .bind(from)
-        .bind(to)
         .fetch_one(pool)
         .await
         .context("counting the transactions of the created events")?;
@@ -436,33 +430,31 @@ async fn measure(plan: &Plan, database_url: &str) -> anyhow::Result<SuiteReport>
         let server = Server::start(Some(database_url), plan.pool).await?;
         let groups = cpu::groups(&[("calendar-grpc", server.process.id())]);
         if plan.wants(Part::Day) {
-            let (day, _) = compared(
-                plan,
-                &server,
-                &groups,
-                database_url,
-                Scenario::Day,
-                Statement::Day,
-            )
-            .await?;
-            suite.day = Some(day);
+            suite.day = Some(
+                compared(
+                    plan,
+                    &server,
+                    &groups,
+                    database_url,
+                    Scenario::Day,
+                    Statement::Day,
+                )
+                .await?,
+            );
         }
         if plan.wants(Part::Create) {
-            let (create, (from, to)) = compared(
-                plan,
-                &server,
-                &groups,
-                database_url,
-                Scenario::Create,
-                Statement::Insert,
-            )
-            .await?;
-            let stored = Transactions::of_events_created(&pool, from, to).await?;
+            // As `compared`, counting the transactions of the service's creates before
+            // pgbench adds rows of its own.
+            step("create on postgresql");
+            let from = Utc::now();
+            let project = load(plan, &server.url, &groups, Scenario::Create).await?;
+            let stored = Transactions::of_events_created_since(&pool, from).await?;
             eprintln!(
                 "    the service stored {} events in {} transactions",
                 stored.rows, stored.transactions
             );
-            suite.create_postgres = Some(create);
+            let ceiling = pgbench_ceiling(plan, &groups, database_url, Statement::Insert).await?;
+            suite.create_postgres = Some(Compared { project, ceiling });
             suite.create_postgres_transactions = Some(stored);
         }
         if plan.wants(Part::Mixed) {
@@ -531,14 +523,20 @@ async fn compared(
     database_url: &str,
     scenario: Scenario,
     statement: Statement,
-) -> anyhow::Result<(
-    Compared<LoadReport, PgbenchReport>,
-    (DateTime<Utc>, DateTime<Utc>),
-)> {
+) -> anyhow::Result<Compared<LoadReport, PgbenchReport>> {
     step(&format!("{scenario:?} on PostgreSQL").to_lowercase());
-    let project_from = Utc::now();
     let project = load(plan, &server.url, groups, scenario).await?;
-    let project_window = (project_from, Utc::now());
+    let ceiling = pgbench_ceiling(plan, groups, database_url, statement).await?;
+    Ok(Compared { project, ceiling })
+}
+
+/// pgbench's `statement` at the load's concurrency, with CPU sampled over its measured run.
+async fn pgbench_ceiling(
+    plan: &Plan,
+    groups: &[Group],
+    database_url: &str,
+    statement: Statement,
+) -> anyhow::Result<Measured<PgbenchReport>> {
     step(&format!("pgbench: the {statement:?} statement").to_lowercase());
     let measured_from = Instant::now() + plan.shape.warmup;
     let cpu = sample_cpu(
@@ -564,13 +562,7 @@ async fn compared(
         figures.latency_average_ms,
         cpu.line()
     );
-    Ok((
-        Compared {
-            project,
-            ceiling: Measured { figures, cpu },
-        },
-        project_window,
-    ))
+    Ok(Measured { figures, cpu })
 }
 
 /// The size of an encoded notification, for the broker's ceiling.

@@ -7,8 +7,10 @@
 //! request that finds a worker free is run at once, alone; while every worker is busy,
 //! requests wait in the queue, and the next worker to be free takes all that wait (up to a
 //! maximum) and runs them together, in one statement. Batches thus form only under load, add
-//! no wait of their own, and grow with the load. Each request still gets its own answer: how a
-//! batch is run, and what each of its requests is told, is the [`Job`]'s.
+//! no wait of their own, and grow with the load. Each request still gets its own answer: a
+//! [`Job`] says how to run one request alone and several together, and which of those run
+//! together must still run alone (an insert the statement skipped, say); should the statement
+//! for several fail, each of them runs alone.
 //!
 //! A caller may stop waiting (its request was cancelled, or its deadline passed), as it could
 //! drop a statement of its own: a request whose caller is gone before a worker takes it is not
@@ -19,6 +21,7 @@
 use std::sync::{Arc, Mutex};
 
 use calendar_core::RepositoryError;
+use sqlx::postgres::PgConnection;
 use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 use tracing::debug;
@@ -27,19 +30,29 @@ use super::connections::{Connections, Lease};
 use super::error::SharedError;
 use crate::sync::lock;
 
+/// The result a request's caller gets.
+pub(super) type Answer<J> = Result<<J as Job>::Output, RepositoryError>;
+
 /// A kind of request that a [`BatchQueue`] runs, alone or with others of its kind.
-pub(super) trait Job: Send + Sized + 'static {
+pub(super) trait Job: Send + Sync + Sized + 'static {
     /// What the request's caller gets when it succeeds.
     type Output: Send + 'static;
 
-    /// Runs `batch` (one request or more) on `connection` and answers each of its requests,
-    /// then gives the connection back.
-    fn run(connection: Lease, batch: Vec<Waiting<Self>>) -> impl Future<Output = ()> + Send;
+    /// Runs this request alone.
+    fn alone(&self, connection: &mut PgConnection) -> impl Future<Output = Answer<Self>> + Send;
+
+    /// Runs `batch` (two requests or more, in arrival order) in one statement: the answer of
+    /// each, in the same order, or `None` for one that must then run [`alone`](Self::alone).
+    /// An error fails the statement, not the requests: each then runs alone.
+    fn together(
+        connection: &mut PgConnection,
+        batch: &[&Self],
+    ) -> impl Future<Output = Result<Vec<Option<Answer<Self>>>, RepositoryError>> + Send;
 }
 
 /// A request in a [`BatchQueue`], and where its answer goes.
-pub(super) struct Waiting<J: Job> {
-    pub(super) job: J,
+struct Waiting<J: Job> {
+    job: J,
     answer: oneshot::Sender<Result<J::Output, RepositoryError>>,
     /// Cancelled once the caller no longer waits for the answer (it has it, or gave up).
     caller_gone: CancellationToken,
@@ -48,7 +61,7 @@ pub(super) struct Waiting<J: Job> {
 impl<J: Job> Waiting<J> {
     /// Sends the answer; a caller that stopped waiting (its request was cancelled) misses it,
     /// as it would have missed a lone statement's.
-    pub(super) fn answer(self, result: Result<J::Output, RepositoryError>) {
+    fn answer(self, result: Answer<J>) {
         let _ = self.answer.send(result);
     }
 }
@@ -100,7 +113,7 @@ impl<J: Job> BatchQueue<J> {
     }
 
     /// Runs `job`, with whatever else is waiting when a worker takes it.
-    pub(super) async fn run(self: &Arc<Self>, job: J) -> Result<J::Output, RepositoryError> {
+    pub(super) async fn run(self: &Arc<Self>, job: J) -> Answer<J> {
         let (answer, answered) = oneshot::channel();
         let caller_gone = CancellationToken::new();
         let _gone_when_returned_or_dropped = caller_gone.clone().drop_guard();
@@ -125,6 +138,17 @@ impl<J: Job> BatchQueue<J> {
                 "the statement was abandoned".into(),
             ))
         })
+    }
+
+    /// Whether nothing waits, and then the calling worker has left: once it has run a batch, a
+    /// worker leaves before it takes a connection it would not use.
+    fn leave_if_idle(&self) -> bool {
+        let mut state = lock(&self.state);
+        let idle = state.waiting.is_empty();
+        if idle {
+            state.workers -= 1;
+        }
+        idle
     }
 
     /// Up to `max_batch` of the requests waiting, the earliest first, but for those whose
@@ -159,6 +183,7 @@ impl<J: Job> Worker<J> {
         tokio::spawn(async move { worker.run().await });
     }
 
+    /// Started because a request waits, it leaves once none does.
     async fn run(&mut self) {
         loop {
             // The connection first, so that what arrives while it is found joins the batch.
@@ -171,30 +196,17 @@ impl<J: Job> Worker<J> {
                 return;
             };
             match connection {
-                Ok(connection) => {
-                    let callers: Vec<CancellationToken> = batch
-                        .iter()
-                        .map(|waiting| waiting.caller_gone.clone())
-                        .collect();
-                    let all_gone = async {
-                        for caller in &callers {
-                            caller.cancelled().await;
-                        }
-                    };
-                    tokio::select! {
-                        biased;
-                        () = J::run(connection, batch) => {}
-                        () = all_gone => {
-                            debug!(requests = callers.len(), "every caller of a batch gave up: its statement is abandoned");
-                        }
-                    }
-                }
+                Ok(connection) => run_while_awaited(connection, batch).await,
                 Err(error) => {
                     let error = SharedError::new(error);
                     for waiting in batch {
                         waiting.answer(Err(error.repository_error()));
                     }
                 }
+            }
+            if self.queue.leave_if_idle() {
+                self.left = true;
+                return;
             }
         }
     }
@@ -209,4 +221,57 @@ impl<J: Job> Drop for Worker<J> {
             lock(&self.queue.state).workers -= 1;
         }
     }
+}
+
+/// Runs `batch` ([`run_batch`]) unless every one of its callers gives up first: then its
+/// statement is dropped half-way, as a lone statement is with its caller.
+async fn run_while_awaited<J: Job>(connection: Lease, batch: Vec<Waiting<J>>) {
+    let callers: Vec<CancellationToken> = batch
+        .iter()
+        .map(|waiting| waiting.caller_gone.clone())
+        .collect();
+    let all_gone = async {
+        for caller in &callers {
+            caller.cancelled().await;
+        }
+    };
+    tokio::select! {
+        biased;
+        () = run_batch(connection, batch) => {}
+        () = all_gone => {
+            debug!(requests = callers.len(), "every caller gave up: the statement is abandoned");
+        }
+    }
+}
+
+/// Runs `batch` on `connection`, answering each request: one alone; several together, then
+/// alone those the statement left (or all of them, should it fail). The connection goes back
+/// checked if any statement failed.
+async fn run_batch<J: Job>(mut connection: Lease, batch: Vec<Waiting<J>>) {
+    let answers = if batch.len() == 1 {
+        Ok(vec![None])
+    } else {
+        let jobs: Vec<&J> = batch.iter().map(|waiting| &waiting.job).collect();
+        J::together(&mut connection, &jobs).await
+    };
+    let mut clean = answers.is_ok();
+    let answers = answers.unwrap_or_else(|error| {
+        debug!(requests = batch.len(), %error, "running requests together failed; each runs alone");
+        Vec::new()
+    });
+    // Those answered first; a request the statement gave no answer runs alone after it.
+    let mut answers = answers.into_iter();
+    let mut alone = Vec::new();
+    for waiting in batch {
+        match answers.next().flatten() {
+            Some(answer) => waiting.answer(answer),
+            None => alone.push(waiting),
+        }
+    }
+    for waiting in alone {
+        let answer = waiting.job.alone(&mut connection).await;
+        clean &= answer.is_ok();
+        waiting.answer(answer);
+    }
+    connection.finish(&if clean { Ok(()) } else { Err(()) });
 }

@@ -74,9 +74,7 @@ struct Shared {
 impl Shared {
     /// No connection open yet; as many may open as `pool` allows, with `options`.
     fn new(pool: PgPool, options: PgConnectOptions) -> Self {
-        let max = usize::try_from(pool.options().get_max_connections())
-            .unwrap_or(usize::MAX)
-            .max(1);
+        let max = max_open(&pool);
         Self {
             acquire_timeout: pool.options().get_acquire_timeout(),
             options,
@@ -122,6 +120,11 @@ impl Connections {
         Self {
             shared: Arc::new(Shared::new(self.shared.pool.clone(), options)),
         }
+    }
+
+    /// Most connections open at once: the pool's `max_connections` (at least 1).
+    pub(super) fn max_open(&self) -> usize {
+        max_open(&self.shared.pool)
     }
 
     /// The sqlx pool these connections were built from: for what runs rarely (migrations) or
@@ -186,6 +189,13 @@ impl Connections {
         let (connection, permit) = receiver.await.map_err(|_| sqlx::Error::PoolClosed)??;
         Ok(Lease::new(connection, self.shared.clone(), permit))
     }
+}
+
+/// Most connections open at once on `pool`'s settings (at least 1).
+fn max_open(pool: &PgPool) -> usize {
+    usize::try_from(pool.options().get_max_connections())
+        .unwrap_or(usize::MAX)
+        .max(1)
 }
 
 /// Opens a connection, retrying with backoff while the server is away, until `deadline`.

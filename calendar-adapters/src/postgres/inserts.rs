@@ -10,19 +10,19 @@
 //! earlier row of the same statement, and returns the ids it stored; each skipped event is
 //! then inserted on its own ([`PostgresEventRepository::insert_on`]), which names what was in
 //! its way exactly as a lone insert does. Should the statement fail (a deadlock the server
-//! broke, a row the server refuses), every event of it is inserted on its own, so that each
-//! gets its own answer. Rows go in sorted by owner and start, the order in which two
-//! statements over one user's slots do not wait for each other in a cycle.
+//! broke, a row the server refuses), every event of it is inserted on its own (the queue
+//! does that), so that each gets its own answer. Rows go in sorted by owner and start, the
+//! order in which two statements over one user's slots do not wait for each other in a cycle.
 
 use std::collections::HashSet;
 
 use calendar_core::{Description, Event, EventId, RepositoryError, UserId};
 use chrono::{DateTime, Utc};
+use sqlx::postgres::PgConnection;
 use tracing::debug;
 use uuid::Uuid;
 
-use super::batches::{BatchQueue, Job, Waiting};
-use super::connections::Lease;
+use super::batches::{Answer, BatchQueue, Job};
 use super::error::repository_error;
 use super::repository::PostgresEventRepository;
 
@@ -36,101 +36,69 @@ pub(super) struct Insert(pub(super) Event);
 /// Where inserts wait for an inserter.
 pub(super) type InsertQueue = BatchQueue<Insert>;
 
-impl Waiting<Insert> {
-    fn event(&self) -> &Event {
-        &self.job.0
-    }
-
+impl Insert {
     /// Where the event goes in a statement: by owner, then start (then id, to be total).
     fn insertion_order(&self) -> (&UserId, DateTime<Utc>, EventId) {
-        let event = self.event();
-        (event.owner(), event.span().start(), event.id())
+        (self.0.owner(), self.0.span().start(), self.0.id())
     }
 }
 
 impl Job for Insert {
     type Output = ();
 
-    async fn run(connection: Lease, batch: Vec<Waiting<Self>>) {
-        insert_batch(connection, batch).await;
+    async fn alone(&self, connection: &mut PgConnection) -> Answer<Self> {
+        PostgresEventRepository::insert_on(connection, &self.0).await
     }
-}
 
-/// Inserts `batch` on `connection`: alone as [`PostgresEventRepository::insert_on`] does, or
-/// together (see the [module documentation](self)); answers each.
-async fn insert_batch(mut connection: Lease, mut batch: Vec<Waiting<Insert>>) {
-    if batch.len() == 1 {
-        let waiting = batch.remove(0);
-        let inserted = PostgresEventRepository::insert_on(&mut connection, waiting.event()).await;
-        connection.finish(&inserted);
-        waiting.answer(inserted);
-        return;
-    }
-    batch.sort_by(|a, b| a.insertion_order().cmp(&b.insertion_order()));
-    // An id given twice waits for the statement: it then finds the id taken, as it would
-    // have after a lone insert of the first.
-    let mut ids = HashSet::with_capacity(batch.len());
-    let (together, repeated): (Vec<Waiting<Insert>>, Vec<Waiting<Insert>>) = batch
-        .into_iter()
-        .partition(|waiting| ids.insert(waiting.event().id()));
-    let count = together.len();
-    let stored = insert_together(&mut connection, &together).await;
-    let mut clean = true;
-    let alone = match stored {
-        Ok(stored) => {
-            debug!(
-                events = count,
-                stored = stored.len(),
-                "events inserted together"
-            );
-            let mut alone = Vec::new();
-            for waiting in together {
-                if stored.contains(&waiting.event().id().as_uuid()) {
-                    waiting.answer(Ok(()));
-                } else {
-                    alone.push(waiting);
-                }
+    /// Stored events are answered; one the statement skipped, and one whose id an earlier
+    /// event of the batch has too (it then finds the id taken, as it would have after a lone
+    /// insert of the first), are inserted alone after it.
+    async fn together(
+        connection: &mut PgConnection,
+        batch: &[&Self],
+    ) -> Result<Vec<Option<Answer<Self>>>, RepositoryError> {
+        let mut order: Vec<usize> = (0..batch.len()).collect();
+        order.sort_by(|&a, &b| batch[a].insertion_order().cmp(&batch[b].insertion_order()));
+        let mut ids = HashSet::with_capacity(batch.len());
+        let inserted: Vec<usize> = order
+            .into_iter()
+            .filter(|&index| ids.insert(batch[index].0.id()))
+            .collect();
+        let events: Vec<&Event> = inserted.iter().map(|&index| &batch[index].0).collect();
+        let stored = insert_together(connection, &events).await?;
+        debug!(
+            events = batch.len(),
+            stored = stored.len(),
+            "events inserted together"
+        );
+        let mut answers: Vec<Option<Answer<Self>>> = batch.iter().map(|_| None).collect();
+        for index in inserted {
+            if stored.contains(&batch[index].0.id().as_uuid()) {
+                answers[index] = Some(Ok(()));
             }
-            alone
         }
-        Err(error) => {
-            debug!(events = count, %error, "inserting events together failed; each goes alone");
-            clean = false;
-            together
-        }
-    };
-    for waiting in alone.into_iter().chain(repeated) {
-        let inserted = PostgresEventRepository::insert_on(&mut connection, waiting.event()).await;
-        clean &= inserted.is_ok()
-            || matches!(
-                inserted,
-                Err(RepositoryError::AlreadyExists { .. } | RepositoryError::SlotBusy { .. })
-            );
-        waiting.answer(inserted);
+        Ok(answers)
     }
-    // After a failure the connection is checked before it is used again.
-    connection.finish(&if clean { Ok(()) } else { Err(()) });
 }
 
-/// Inserts every event of `batch` (their ids distinct) that finds its id free and, for a
-/// blocking one, its slot free, in one statement; returns the ids stored.
+/// Inserts every event of `events` (their ids distinct), in their order, that finds its id free
+/// and, for a blocking one, its slot free, in one statement; returns the ids stored.
 async fn insert_together(
-    connection: &mut Lease,
-    batch: &[Waiting<Insert>],
+    connection: &mut PgConnection,
+    events: &[&Event],
 ) -> Result<HashSet<Uuid>, RepositoryError> {
-    let mut ids = Vec::with_capacity(batch.len());
-    let mut owners = Vec::with_capacity(batch.len());
-    let mut titles = Vec::with_capacity(batch.len());
-    let mut descriptions = Vec::with_capacity(batch.len());
-    let mut starts = Vec::with_capacity(batch.len());
-    let mut ends = Vec::with_capacity(batch.len());
-    let mut overlaps = Vec::with_capacity(batch.len());
-    let mut versions = Vec::with_capacity(batch.len());
-    let mut created = Vec::with_capacity(batch.len());
-    let mut updated = Vec::with_capacity(batch.len());
-    let mut reminders: Vec<Option<DateTime<Utc>>> = Vec::with_capacity(batch.len());
-    for waiting in batch {
-        let event = waiting.event();
+    let mut ids = Vec::with_capacity(events.len());
+    let mut owners = Vec::with_capacity(events.len());
+    let mut titles = Vec::with_capacity(events.len());
+    let mut descriptions = Vec::with_capacity(events.len());
+    let mut starts = Vec::with_capacity(events.len());
+    let mut ends = Vec::with_capacity(events.len());
+    let mut overlaps = Vec::with_capacity(events.len());
+    let mut versions = Vec::with_capacity(events.len());
+    let mut created = Vec::with_capacity(events.len());
+    let mut updated = Vec::with_capacity(events.len());
+    let mut reminders: Vec<Option<DateTime<Utc>>> = Vec::with_capacity(events.len());
+    for event in events {
         let details = event.details();
         ids.push(event.id().as_uuid());
         owners.push(event.owner().as_str());
@@ -176,7 +144,7 @@ async fn insert_together(
         &updated,
         &reminders as &[Option<DateTime<Utc>>],
     )
-    .fetch_all(&mut **connection)
+    .fetch_all(connection)
     .await
     .map_err(repository_error)?;
     Ok(stored.into_iter().collect())

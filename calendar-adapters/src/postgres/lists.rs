@@ -5,7 +5,8 @@
 //! reads each list's page with the lone list's scan of `(user_id, start_at, id)` (a lateral
 //! join over the lists asked for); a list that finds a reader free runs alone, by the lone
 //! list's statement. Each list gets its own page, as it would have alone; should the
-//! statement fail, every list of it is read on its own, so that each gets its own answer.
+//! statement fail, every list of it is read on its own (the queue does that), so that each
+//! gets its own answer.
 
 use calendar_core::{Event, RepositoryError, UserId};
 use chrono::{DateTime, Utc};
@@ -13,8 +14,7 @@ use sqlx::postgres::PgConnection;
 use tracing::debug;
 use uuid::Uuid;
 
-use super::batches::{BatchQueue, Job, Waiting};
-use super::connections::Lease;
+use super::batches::{Answer, BatchQueue, Job};
 use super::error::repository_error;
 use super::repository::EventRow;
 
@@ -37,80 +37,56 @@ pub(super) type ListQueue = BatchQueue<List>;
 impl Job for List {
     type Output = Vec<Event>;
 
-    async fn run(mut connection: Lease, mut batch: Vec<Waiting<Self>>) {
-        if batch.len() == 1 {
-            let waiting = batch.remove(0);
-            let listed = list_on(&mut connection, &waiting.job).await;
-            connection.finish(&listed);
-            waiting.answer(listed);
-            return;
-        }
-        let count = batch.len();
-        match list_together(&mut connection, &batch).await {
-            Ok(pages) => {
-                debug!(lists = count, "lists read together");
-                connection.finish(&Ok::<(), ()>(()));
-                for (waiting, page) in batch.into_iter().zip(pages) {
-                    waiting.answer(page);
-                }
-            }
-            Err(error) => {
-                debug!(lists = count, %error, "reading lists together failed; each goes alone");
-                for waiting in batch {
-                    let listed = list_on(&mut connection, &waiting.job).await;
-                    waiting.answer(listed);
-                }
-                // After a failure the connection is checked before it is used again.
-                connection.finish(&Err::<(), ()>(()));
-            }
-        }
+    async fn alone(&self, connection: &mut PgConnection) -> Answer<Self> {
+        let rows = sqlx::query_as!(
+            EventRow,
+            r#"
+            SELECT id, user_id, title, description, start_at, end_at, overlap_policy,
+                   remind_at, version, created_at, updated_at
+            FROM events
+            WHERE user_id = $1
+              AND (start_at, id) > ($2, $3)
+              AND start_at < $4
+              AND end_at > $5
+            ORDER BY start_at, id
+            LIMIT $6
+            "#,
+            self.owner.as_str(),
+            self.after.0,
+            self.after.1,
+            self.starts_before,
+            self.ends_after,
+            self.limit,
+        )
+        .fetch_all(connection)
+        .await
+        .map_err(repository_error)?;
+        rows.into_iter().map(EventRow::into_event).collect()
+    }
+
+    /// Every list's page; a row that fails validation fails its list's page alone.
+    async fn together(
+        connection: &mut PgConnection,
+        batch: &[&Self],
+    ) -> Result<Vec<Option<Answer<Self>>>, RepositoryError> {
+        let pages = list_together(connection, batch).await?;
+        debug!(lists = batch.len(), "lists read together");
+        Ok(pages.into_iter().map(Some).collect())
     }
 }
 
-/// The page of `list` alone.
-async fn list_on(
-    connection: &mut PgConnection,
-    list: &List,
-) -> Result<Vec<Event>, RepositoryError> {
-    let rows = sqlx::query_as!(
-        EventRow,
-        r#"
-        SELECT id, user_id, title, description, start_at, end_at, overlap_policy,
-               remind_at, version, created_at, updated_at
-        FROM events
-        WHERE user_id = $1
-          AND (start_at, id) > ($2, $3)
-          AND start_at < $4
-          AND end_at > $5
-        ORDER BY start_at, id
-        LIMIT $6
-        "#,
-        list.owner.as_str(),
-        list.after.0,
-        list.after.1,
-        list.starts_before,
-        list.ends_after,
-        list.limit,
-    )
-    .fetch_all(connection)
-    .await
-    .map_err(repository_error)?;
-    rows.into_iter().map(EventRow::into_event).collect()
-}
-
-/// The page of each list of `batch`, in order, from one statement. A row that fails
-/// validation fails its list's page alone.
+/// The page of each list of `batch`, in order, from one statement.
 async fn list_together(
     connection: &mut PgConnection,
-    batch: &[Waiting<List>],
-) -> Result<Vec<Result<Vec<Event>, RepositoryError>>, RepositoryError> {
+    batch: &[&List],
+) -> Result<Vec<Answer<List>>, RepositoryError> {
     let mut owners = Vec::with_capacity(batch.len());
     let mut after_starts = Vec::with_capacity(batch.len());
     let mut after_ids = Vec::with_capacity(batch.len());
     let mut starts_before = Vec::with_capacity(batch.len());
     let mut ends_after = Vec::with_capacity(batch.len());
     let mut limits = Vec::with_capacity(batch.len());
-    for Waiting { job: list, .. } in batch {
+    for list in batch {
         owners.push(list.owner.as_str());
         after_starts.push(list.after.0);
         after_ids.push(list.after.1);
@@ -153,8 +129,7 @@ async fn list_together(
     .fetch_all(connection)
     .await
     .map_err(repository_error)?;
-    let mut pages: Vec<Result<Vec<Event>, RepositoryError>> =
-        (0..batch.len()).map(|_| Ok(Vec::new())).collect();
+    let mut pages: Vec<Answer<List>> = batch.iter().map(|_| Ok(Vec::new())).collect();
     for row in rows {
         // `n` counts the lists from 1.
         let Some(page) = usize::try_from(row.n - 1)

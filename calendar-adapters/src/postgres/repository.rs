@@ -38,17 +38,15 @@ impl PostgresEventRepository {
     /// ([`Connections::from`]): give a process's adapters clones of one [`Connections`].
     pub fn new(connections: impl Into<Connections>) -> Self {
         let connections = connections.into();
-        let max_connections =
-            usize::try_from(connections.pg_pool().options().get_max_connections())
-                .unwrap_or(usize::MAX);
+        let quarter = connections.max_open() / 4;
         Self {
             // A quarter of the connections: other statements always find connections too, and
-            // under load the events wait for a few large statements rather than many small ones, which
-            // cost the server more per event (on two cores, 32 creates at once went in at
-            // 10,641/s with 16 inserters, 13,830/s with 8 and 15,702/s with 4).
+            // under load the events wait for a few large statements rather than many small
+            // ones, which cost the server more per event (on two cores, 32 creates at once went
+            // in at 10,641/s with 16 inserters, 13,830/s with 8 and 15,702/s with 4).
             inserts: Arc::new(InsertQueue::new(
                 connections.clone(),
-                max_connections / 4,
+                quarter,
                 MAX_EVENTS_PER_STATEMENT,
             )),
             // As many readers, for the same reasons: on two cores, 32 day lists at once were
@@ -57,7 +55,7 @@ impl PostgresEventRepository {
             // and would leave a larger database server's cores idle: each statement runs on one.
             lists: Arc::new(ListQueue::new(
                 connections.clone(),
-                max_connections / 4,
+                quarter,
                 MAX_LISTS_PER_STATEMENT,
             )),
             connections,

@@ -1,4 +1,4 @@
--- The SELECT of a list read alone (calendar-adapters/src/postgres/lists.rs, list_on),
+-- The SELECT of a list read alone (calendar-adapters/src/postgres/lists.rs, List::alone),
 -- character for character between the markers; calendar-bench replaces each $n by the pgbench
 -- expression of the same value (see tests/bench/pgbench.rs) and checks, in its tests, that the
 -- statement is still one the adapter runs (.sqlx/).
